@@ -1,0 +1,1 @@
+"""Helpers that start flup servers, web servers and clients for the tests."""
