@@ -10,8 +10,14 @@ checks round trips and that arbitrary input raises only ProtocolError.
 from __future__ import absolute_import
 
 import collections
+import errno
+import os
 import random
+import shutil
+import socket
 import struct
+import tempfile
+import threading
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,14 +25,11 @@ from hypothesis import strategies as st
 
 from flup.server import _fcgi_protocol as fcgi
 
-try:
-    from tests import fcgi_wire as wire
-except ImportError:  # tests/ is on sys.path instead of the repository root
-    import fcgi_wire as wire
+from tests import fcgi_wire as wire
 
 ProtocolError = fcgi.ProtocolError
 
-# Hypothesis 4 (the last release for Python 2.7) and 6 both take these.
+# Hypothesis 4.x (for Python 2.7) and 6.x both accept these settings.
 HYPOTHESIS_SETTINGS = settings(
     max_examples=300, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
@@ -314,6 +317,37 @@ def test_constants_match_specification():
     assert fcgi.MAX_CONTENT_LENGTH == 65535
 
 
+def test_known_answers_from_specification():
+    # Byte strings written out by hand from the record layouts of the FastCGI
+    # Specification 1.0 (sections 3.3, 3.4, 5.1, 5.5 and 4.2).
+    begin_responder = (b'\x01\x01\x00\x01\x00\x08\x00\x00'
+                       b'\x00\x01\x00\x00\x00\x00\x00\x00')
+    end_complete = (b'\x01\x03\x00\x01\x00\x08\x00\x00'
+                    b'\x00\x00\x01\x02\x00\x00\x00\x00')
+    unknown_99 = (b'\x01\x0b\x00\x00\x00\x08\x00\x00'
+                  b'\x63\x00\x00\x00\x00\x00\x00\x00')
+    server_port = b'\x0b\x02SERVER_PORT80'
+
+    assert wire.begin(1) == begin_responder
+    assert fcgi.encode_begin_request(1) == begin_responder
+    assert wire.end_request(1, 258) == end_complete
+    assert fcgi.encode_end_request(1, 258) == end_complete
+    assert wire.unknown_type(99) == unknown_99
+    assert fcgi.encode_unknown_type(99) == unknown_99
+    assert wire.pair(b'SERVER_PORT', b'80') == server_port
+    assert fcgi.encode_pair(b'SERVER_PORT', b'80') == server_port
+    assert fcgi.decode_pair(server_port) == (15, (b'SERVER_PORT', b'80'))
+
+
+def test_known_answer_long_lengths():
+    # Name of 128 bytes: 4-byte length 0x80000080, then a 1-byte length 1.
+    encoded = b'\x80\x00\x00\x80\x01' + b'n' * 128 + b'v'
+
+    assert wire.pair(b'n' * 128, b'v') == encoded
+    assert fcgi.encode_pair(b'n' * 128, b'v') == encoded
+    assert fcgi.decode_pair(encoded) == (len(encoded), (b'n' * 128, b'v'))
+
+
 # ---------------------------------------------------------------------------
 # Name-value pairs
 
@@ -545,6 +579,14 @@ def test_connection_get_values():
         [b'FCGI_MAX_CONNS', b'FCGI_MAX_REQS', b'FCGI_MPXS_CONNS'])]
 
 
+def test_connection_get_values_ignores_values():
+    content = wire.pairs([(b'FCGI_MAX_REQS', b'ignored')])
+
+    events = feed(wire.record(wire.GET_VALUES, 0, content))
+
+    assert events == [fcgi.GetValues([b'FCGI_MAX_REQS'])]
+
+
 def test_connection_get_values_empty():
     assert feed(wire.get_values([])) == [fcgi.GetValues([])]
 
@@ -579,8 +621,8 @@ def test_connection_unknown_type_then_request():
     wire.END_REQUEST, wire.STDOUT, wire.STDERR, wire.GET_VALUES,
     wire.GET_VALUES_RESULT, wire.UNKNOWN_TYPE, 0, 12, 99,
 ])
-def test_connection_application_only_types_rejected(record_type):
-    # A web server never sends these types with a request id other than 0.
+def test_connection_wrong_type_for_request(record_type):
+    # A web server sends none of these types with a request id other than 0.
     state = fcgi.ServerConnectionState()
     state.receive_data(wire.begin(1))
 
@@ -718,6 +760,30 @@ def test_connection_filter_data_before_stdin_end():
 
     with pytest.raises(ProtocolError):
         feed(data, roles=ALL_ROLES)
+
+
+def test_connection_authorizer_input_ends_with_params():
+    # The specification (section 6.3) gives an Authorizer only FCGI_PARAMS,
+    # and Apache httpd's mod_authnz_fcgi sends no FCGI_STDIN to one.  Once
+    # PARAMS end the request has all its input, so no read timeout applies.
+    state = fcgi.ServerConnectionState(roles=ALL_ROLES)
+
+    events = state.receive_data(wire.begin(1, wire.AUTHORIZER)
+                                + wire.params(1, GET_PARAMS))
+
+    assert events == [started(1, role=wire.AUTHORIZER)]
+    assert not state.awaiting_input
+
+
+def test_connection_authorizer_empty_stdin_accepted():
+    # A web server may still send an empty FCGI_STDIN, which must be accepted.
+    data = (wire.begin(1, wire.AUTHORIZER) + wire.params(1, GET_PARAMS)
+            + wire.stdin(1, b''))
+
+    events = feed(data, roles=ALL_ROLES)
+
+    assert events[0] == started(1, role=wire.AUTHORIZER)
+    assert events[1:] in ([], [fcgi.StdinReceived(1, b'')])
 
 
 def test_connection_data_for_responder():
@@ -1070,6 +1136,9 @@ def _build_corpus():
              + wire.record(wire.PARAMS, 1), {},
              [started(1, [(b'A', b'1'), (b'B' * 128, b'2' * 127),
                           (b'C' * 127, b'3' * 128)])], None),
+        Case('authorizer_params_only',
+             wire.begin(1, wire.AUTHORIZER) + wire.params(1, GET_PARAMS),
+             {'roles': ALL_ROLES}, [started(1, role=wire.AUTHORIZER)], None),
         Case('error_bad_version',
              full_request(1) + wire.record(wire.BEGIN_REQUEST, 2, b'\0' * 8,
                                            version=2), {},
@@ -1284,3 +1353,305 @@ def test_chunking_does_not_change_events(cuts):
     expected = feed(data)
 
     assert feed(data, chunks=cuts) == expected
+
+
+# ---------------------------------------------------------------------------
+# The test client in fcgi_wire, against a scripted application on loopback
+
+class ScriptedApplication(object):
+    """A one-connection FastCGI application that runs ``script(conn)``.
+
+    It listens on 127.0.0.1, ::1 or a Unix socket in a temporary folder.
+    ``error`` is the exception the script raised, if any.
+    """
+
+    def __init__(self, script, family=socket.AF_INET):
+        self.script = script
+        self.error = None
+        self.folder = None
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        if family == socket.AF_UNIX:
+            self.folder = tempfile.mkdtemp()
+            self.listener.bind(os.path.join(self.folder, 'fcgi.sock'))
+        elif family == socket.AF_INET6:
+            self.listener.bind(('::1', 0))
+        else:
+            self.listener.bind(('127.0.0.1', 0))
+        self.listener.listen(1)
+        self.listener.settimeout(5.0)
+        self.address = self.listener.getsockname()
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.listener.accept()
+            conn.settimeout(5.0)
+            try:
+                self.script(conn)
+            finally:
+                conn.close()
+        except Exception as error:  # reported by close()
+            self.error = error
+
+    def close(self):
+        self.thread.join(10.0)
+        self.listener.close()
+        if self.folder:
+            shutil.rmtree(self.folder)
+        assert not self.thread.is_alive()
+
+
+def read_request(conn, request_id=1, stream_type=wire.STDIN):
+    """Read records until the end of ``stream_type``; return the records."""
+    data = b''
+    for _ in range(10000):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        records, _ = wire.parse_records(data)
+        if any(record.type == stream_type and not record.content
+               and record.request_id == request_id for record in records):
+            return records
+    raise AssertionError('request %d never ended its stream' % request_id)
+
+
+def reply(conn, stdout, stderr=b'', app_status=0, request_id=1):
+    conn.sendall(wire.stdout(request_id, stdout)
+                 + (wire.stderr(request_id, stderr) if stderr else b'')
+                 + wire.end_request(request_id, app_status))
+
+
+@pytest.fixture
+def run_application():
+    applications = []
+
+    def start(script, family=socket.AF_INET):
+        application = ScriptedApplication(script, family)
+        applications.append(application)
+        return application
+
+    yield start
+    for application in applications:
+        application.close()
+        assert application.error is None
+
+
+def has_ipv6_loopback():
+    if not socket.has_ipv6:
+        return False
+    try:
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            probe.bind(('::1', 0))
+        finally:
+            probe.close()
+    except socket.error:
+        return False
+    return True
+
+
+FAMILIES = [socket.AF_INET, socket.AF_UNIX]
+if has_ipv6_loopback():
+    FAMILIES.append(socket.AF_INET6)
+
+
+@pytest.mark.parametrize('family', FAMILIES)
+def test_client_request_response(run_application, family):
+    received = []
+
+    def script(conn):
+        received.extend(read_request(conn))
+        reply(conn, b'Status: 404 Not Found\r\nX-One: 1\r\n\r\nmissing',
+              stderr=b'warning', app_status=3)
+
+    application = run_application(script, family)
+    with wire.Client(application.address, timeout=5.0) as client:
+        response = client.request(wire.cgi_params('POST', '/x', body=b'abc'),
+                                  body=b'abc', keep_conn=True)
+
+    assert response.status == 404
+    assert response.headers == [('Status', '404 Not Found'), ('X-One', '1')]
+    assert response.header('x-one') == '1'
+    assert response.body == b'missing'
+    assert response.stderr == b'warning'
+    assert response.app_status == 3
+    assert response.protocol_status == wire.REQUEST_COMPLETE
+    assert received[0] == wire.Rec(wire.BEGIN_REQUEST, 1,
+                                   b'\x00\x01\x01\x00\x00\x00\x00\x00')
+    stdin_bytes = b''.join(record.content for record in received
+                           if record.type == wire.STDIN)
+    assert stdin_bytes == b'abc'
+
+
+def test_client_status_defaults_to_200(run_application):
+    def script(conn):
+        read_request(conn)
+        reply(conn, b'Content-Type: text/plain\n\nbody')
+
+    application = run_application(script)
+    with wire.Client(application.address, timeout=5.0) as client:
+        response = client.request(None)
+
+    assert response.status == 200
+    assert response.headers == [('Content-Type', 'text/plain')]
+    assert response.body == b'body'
+
+
+def test_client_filter_sends_data(run_application):
+    received = []
+
+    def script(conn):
+        received.extend(read_request(conn, stream_type=wire.DATA))
+        reply(conn, b'\r\n')
+
+    application = run_application(script)
+    with wire.Client(application.address, timeout=5.0) as client:
+        client.request({'A': 'b'}, role=wire.FILTER, data=b'file')
+
+    data_bytes = b''.join(record.content for record in received
+                          if record.type == wire.DATA)
+    assert data_bytes == b'file'
+
+
+def test_client_keeps_records_after_match(run_application):
+    def script(conn):
+        read_request(conn)
+        conn.sendall(wire.stdout(1, b'\r\n') + wire.end_request(1)
+                     + wire.stdout(2, b'late'))
+
+    application = run_application(script)
+    with wire.Client(application.address, timeout=5.0) as client:
+        client.request(None)
+        later = client.recv_records(timeout=5.0)
+
+    assert later == [wire.Rec(wire.STDOUT, 2, b'late'),
+                     wire.Rec(wire.STDOUT, 2, b'')]
+    assert client.eof
+
+
+def test_client_peer_closed_before_end(run_application):
+    def script(conn):
+        read_request(conn)
+        conn.sendall(wire.record(wire.STDOUT, 1, b'partial'))
+
+    application = run_application(script)
+    with wire.Client(application.address, timeout=5.0) as client:
+        with pytest.raises(wire.PeerClosed) as info:
+            client.request(None)
+
+    assert info.value.records == [wire.Rec(wire.STDOUT, 1, b'partial')]
+
+
+def test_client_receive_timeout(run_application):
+    finished = threading.Event()
+
+    def script(conn):
+        read_request(conn)
+        finished.wait(5.0)
+
+    application = run_application(script)
+    with wire.Client(application.address, timeout=5.0) as client:
+        with pytest.raises(wire.ReceiveTimeout):
+            client.request(None, timeout=0.2)
+        assert not client.closed_by_peer(0.1)
+        finished.set()
+        assert client.closed_by_peer(5.0)
+
+
+def test_client_get_values(run_application):
+    queried = []
+
+    def script(conn):
+        data = conn.recv(65536)
+        queried.extend(wire.parse_pairs(wire.parse_records(data)[0][0].content))
+        conn.sendall(wire.get_values_result([('FCGI_MAX_CONNS', '10'),
+                                             ('FCGI_MPXS_CONNS', '0')]))
+
+    application = run_application(script)
+    with wire.Client(application.address, timeout=5.0) as client:
+        values = client.get_values([wire.MAX_CONNS, wire.MPXS_CONNS])
+
+    assert values == {'FCGI_MAX_CONNS': '10', 'FCGI_MPXS_CONNS': '0'}
+    assert queried == [(b'FCGI_MAX_CONNS', b''), (b'FCGI_MPXS_CONNS', b'')]
+
+
+def test_client_reset_sends_rst(run_application):
+    outcome = []
+
+    def script(conn):
+        try:
+            # Buffered bytes come first, then the RST fails recv.  An orderly
+            # close would make recv return b'' instead.
+            for _ in range(50):
+                if not conn.recv(65536):
+                    outcome.append('closed')
+                    return
+        except socket.error as error:
+            outcome.append(error.errno)
+
+    application = run_application(script)
+    client = wire.Client(application.address, timeout=5.0)
+    client.send(wire.begin(1))
+    client.reset()
+    application.thread.join(5.0)
+
+    assert outcome == [errno.ECONNRESET]
+
+
+@pytest.mark.parametrize('address', [
+    ('10.0.0.1', 9000), ('192.0.2.1', 9000), ('example.invalid', 9000),
+    ('2001:db8::1', 9000, 0, 0), ('0.0.0.0', 9000),
+])
+def test_client_rejects_non_loopback(address):
+    with pytest.raises(ValueError):
+        wire.Client(address)
+
+
+def test_cgi_params_nginx_variables():
+    environ = wire.cgi_params(
+        'POST', '/post/1', query='a=1', script_name='/app',
+        headers=[('Content-Type', 'text/plain'), ('X-Forwarded-For', 'h')],
+        body=b'12345')
+
+    assert environ['REQUEST_METHOD'] == 'POST'
+    assert environ['SCRIPT_NAME'] == '/app'
+    assert environ['PATH_INFO'] == '/post/1'
+    assert environ['REQUEST_URI'] == '/app/post/1?a=1'
+    assert environ['QUERY_STRING'] == 'a=1'
+    assert environ['CONTENT_LENGTH'] == '5'
+    assert environ['CONTENT_TYPE'] == 'text/plain'
+    assert environ['HTTP_X_FORWARDED_FOR'] == 'h'
+    assert environ['HTTP_HOST'] == 'localhost'
+    assert environ['SERVER_PROTOCOL'] == 'HTTP/1.1'
+    assert environ['SERVER_PORT'] == '80'
+    assert environ['REMOTE_ADDR'] == '127.0.0.1'
+
+
+def test_cgi_params_get_and_overrides():
+    environ = wire.cgi_params(
+        headers={'Content-Length': '100', 'Host': 'example.test'},
+        extra={'PATH_INFO': None, 'REQUEST_URI': '/blog/post/12345'})
+
+    assert environ['CONTENT_LENGTH'] == '100'
+    assert environ['HTTP_HOST'] == 'example.test'
+    assert 'PATH_INFO' not in environ
+    assert environ['REQUEST_URI'] == '/blog/post/12345'
+    assert wire.cgi_params()['CONTENT_LENGTH'] == ''
+    assert wire.cgi_params()['CONTENT_TYPE'] == ''
+
+
+def test_wire_record_padding_and_limits():
+    assert len(wire.record(wire.STDIN, 1, b'abc')) == 16
+    assert len(wire.record(wire.STDIN, 1, b'abc', padding=0)) == 11
+    assert len(wire.record(wire.STDIN, 1, b'abc', padding=255)) == 266
+    with pytest.raises(ValueError):
+        wire.record(wire.STDIN, 1, b'x' * 65536)
+    with pytest.raises(ValueError):
+        wire.encode_length(2 ** 31)
+    with pytest.raises(ValueError):
+        wire.parse_records(wire.record(wire.STDIN, 1, version=2))
+    with pytest.raises(ValueError):
+        wire.parse_pairs(b'\x04\x64NAME')
