@@ -6,6 +6,11 @@ Usage::
         --bind 127.0.0.1:PORT | [::1]:PORT | unix:/path | fd0
         [--multiplexed] [--kw NAME=VALUE ...] --app NAME
 
+The FastCGI models map to ``WSGIServer`` of flup.server.fcgi, fcgi_fork and
+fcgi_single.  The models scgi-threaded, scgi-prefork, ajp-threaded and
+ajp-prefork run flup.server.scgi, scgi_fork, ajp and ajp_fork, which take
+neither ``--multiplexed`` nor ``--bind fd0``.
+
 Because only public names are used, the same script runs this project and
 upstream flup.  The environment variable ``FLUP_TEST_TARGET`` names the
 directory that contains the ``flup`` package to run (default: the
@@ -31,7 +36,15 @@ MODEL_MODULES = {
     'threaded': 'flup.server.fcgi',
     'prefork': 'flup.server.fcgi_fork',
     'single': 'flup.server.fcgi_single',
+    'scgi-threaded': 'flup.server.scgi',
+    'scgi-prefork': 'flup.server.scgi_fork',
+    'ajp-threaded': 'flup.server.ajp',
+    'ajp-prefork': 'flup.server.ajp_fork',
 }
+
+# The SCGI and AJP servers take no ``multiplexed`` keyword and have a
+# default address instead of reading standard input.
+FASTCGI_MODELS = ('threaded', 'prefork', 'single')
 
 LOG_FORMAT = '%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s'
 
@@ -91,7 +104,8 @@ def parse_bind(text):
 def build_parser():
     parser = argparse.ArgumentParser(description='Run a test WSGI app under a flup FastCGI server.')
     parser.add_argument('--model', required=True, choices=sorted(MODEL_MODULES),
-                        help='server module: threaded (fcgi), prefork (fcgi_fork) or single (fcgi_single)')
+                        help='server module: threaded (fcgi), prefork (fcgi_fork), single (fcgi_single), '
+                             'scgi-threaded, scgi-prefork, ajp-threaded or ajp-prefork')
     parser.add_argument('--bind', required=True, type=parse_bind,
                         help='HOST:PORT, [IPV6]:PORT, unix:/path, or fd0 to serve the socket on standard input')
     parser.add_argument('--multiplexed', action='store_true',
@@ -119,7 +133,13 @@ def import_flup_server(model):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model not in FASTCGI_MODELS:
+        if args.multiplexed:
+            parser.error('--multiplexed applies to the FastCGI models only, not %s' % args.model)
+        if args.bind is None:
+            parser.error('--bind fd0 applies to the FastCGI models only, not %s' % args.model)
     logging.basicConfig(level=logging.DEBUG, format=LOG_FORMAT, stream=sys.stderr)
     log = logging.getLogger('flup_tests.serve')
 
@@ -129,10 +149,11 @@ def main(argv=None):
 
     module = import_flup_server(args.model)
     keywords = dict(args.kw)
-    server = module.WSGIServer(application, bindAddress=args.bind,
-                               multiplexed=args.multiplexed, **keywords)
-    log.info('starting %s.WSGIServer (pid %d) bindAddress=%r multiplexed=%r app=%s kw=%r',
-             module.__name__, os.getpid(), args.bind, args.multiplexed, args.app, keywords)
+    if args.model in FASTCGI_MODELS:
+        keywords.setdefault('multiplexed', args.multiplexed)
+    server = module.WSGIServer(application, bindAddress=args.bind, **keywords)
+    log.info('starting %s.WSGIServer (pid %d) bindAddress=%r app=%s keywords=%r',
+             module.__name__, os.getpid(), args.bind, args.app, keywords)
     result = server.run()
     log.info('run() returned %r (pid %d)', result, os.getpid())
     return 0

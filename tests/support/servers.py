@@ -84,6 +84,27 @@ def format_bind(address):
     return '%s:%d' % address
 
 
+def kill_session(sid, timeout=5.0):
+    """SIGKILL every live process of session ``sid``; return True once none is left.
+
+    Waits up to ``timeout`` seconds, because a killed process stays in
+    /proc until the kernel has torn it down.
+    """
+    for _ in range(3):
+        pids = procinfo.session_pids(sid)
+        if not pids:
+            return True
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+        if procinfo.wait_until(lambda: not procinfo.session_pids(sid), timeout / 3):
+            return True
+    return not procinfo.session_pids(sid)
+
+
 class ServerStartError(RuntimeError):
     """serve.py exited or did not accept connections in time."""
 
@@ -91,7 +112,8 @@ class ServerStartError(RuntimeError):
 class ServerProcess(object):
     """A flup server started by ``serve.py`` in a new session.
 
-    ``model`` is threaded, prefork or single, ``app`` a name from
+    ``model`` is a serve.py model (threaded, prefork, single, or an SCGI or
+    AJP one such as scgi-threaded), ``app`` a name from
     ``apps.py``, ``bind`` one of tcp, tcp6, unix, fd0 (a TCP listening
     socket made here and given as standard input, as spawn-fcgi does) or
     fd0-unix (the same with a Unix socket).  ``kw`` is a dict of extra
@@ -273,13 +295,8 @@ class ServerProcess(object):
         return self.process.poll() is not None
 
     def _kill_session(self):
-        """SIGKILL every process still alive in the server's session."""
-        for pid in procinfo.session_pids(self.process.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError as exc:
-                if exc.errno != errno.ESRCH:
-                    raise
+        """SIGKILL every process still alive in the server's session and wait until they are gone."""
+        kill_session(self.process.pid)
 
     def stop(self, timeout=10.0):
         """Send SIGTERM, wait up to ``timeout`` seconds, then SIGKILL the session.
