@@ -163,15 +163,16 @@ class ServerProcess(object):
 
     def __init__(self, tmp_path, kw, grace=None, fail_init=False):
         import json
-        script = tmp_path / 'prefork_server.py'
-        script.write_text(SERVER_SCRIPT)
+        script = os.path.join(str(tmp_path), 'prefork_server.py')
+        with open(script, 'w') as script_file:
+            script_file.write(SERVER_SCRIPT)
         options = {'kw': kw, 'fail_init': fail_init}
         if grace is not None:
             options['grace'] = grace
         self.log_path = str(tmp_path / 'server.log')
         self._log_file = open(self.log_path, 'wb')
         self.process = subprocess.Popen(
-            [sys.executable, str(script), json.dumps(options)],
+            [sys.executable, script, json.dumps(options)],
             stdout=subprocess.PIPE, stderr=self._log_file,
             preexec_fn=os.setsid)
         self.pid = self.process.pid
@@ -210,6 +211,12 @@ class ServerProcess(object):
             return predicate(found)
         wait_for(check, timeout)
         return list(found)
+
+    def wait_ready(self, pids, timeout=START_TIMEOUT):
+        """Wait until every child in ``pids`` has logged that it is ready."""
+        lines = ['child %d ready' % pid for pid in pids]
+        return wait_for(lambda: all(line in self.log() for line in lines),
+                        timeout)
 
     def send_signal(self, signum):
         os.kill(self.pid, signum)
@@ -495,6 +502,8 @@ def test_job_exception_keeps_child(start_server):
 def test_killed_child_is_replaced(start_server):
     server = start_server(minSpare=2, maxSpare=2, maxChildren=3)
     old = server.wait_children(lambda pids: len(pids) == 2)
+    # A child killed before it is ready counts as a failed start instead.
+    assert server.wait_ready(old)
     victim = old[0]
 
     os.kill(victim, signal.SIGKILL)
@@ -528,6 +537,8 @@ def test_waiting_job_times_out_without_stop(start_server):
     assert answer.split()[-2] == 'timeout'
 
 
+# Python 3.12 and later warn about any fork() while a second thread runs.
+@pytest.mark.filterwarnings('ignore:This process .* is multi-threaded')
 def test_run_outside_main_thread_serves(tmp_path):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(('127.0.0.1', 0))
