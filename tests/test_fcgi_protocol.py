@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flup.server import _fcgi_protocol as fcgi
-
 from tests import fcgi_wire as wire
 
 ProtocolError = fcgi.ProtocolError
@@ -87,10 +86,11 @@ def full_request(request_id=1, params=GET_PARAMS, body=b'',
 
 
 def pairs_block_of_size(total):
-    """Return valid pair bytes of exactly ``total`` bytes within the limits.
+    """Build pairs of exactly ``total`` bytes and return ``(block, items)``.
 
     Each pair has a 1-byte name, a 4-byte value length and a value of at
-    most 200,000 bytes.  ``total`` must be at least 6.
+    most 200,000 bytes, within the name and value limits.  ``total`` must
+    be at least 6.
     """
     items = []
     remaining = total
