@@ -24,13 +24,15 @@ from flup.server.preforkserver import PreforkServer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The job reads one command line and answers it:
+# The job reads one command line and replies:
 #   pid          -> "<child pid>\n"
 #   sleep S      -> "started <pid>\n", sleeps S seconds, then "<pid>\n"
 #   wait S       -> "started <pid>\n", waits up to S seconds on wakeup_fds,
 #                   then "stopped <pid>\n" if a stop was requested, else
 #                   "timeout <pid>\n"
-#   raise        -> raises RuntimeError without answering
+#   raise        -> raises RuntimeError without replying
+#   crash        -> raises KeyboardInterrupt, which ends the child
+#   gettimeout   -> "<timeout of the client socket>\n"
 # The script prints "PORT <port>" once listening and "RESULT <value>"
 # with the return value of run(), then whether the signal handlers run()
 # replaced were restored.
@@ -63,6 +65,11 @@ class LineJob(object):
         pid = os.getpid()
         if words[0] == 'raise':
             raise RuntimeError('job failed on purpose')
+        if words[0] == 'crash':
+            raise KeyboardInterrupt
+        if words[0] == 'gettimeout':
+            self.send('%%r' %% (self.sock.gettimeout(),))
+            return
         if words[0] == 'sleep':
             self.send('started %%d' %% pid)
             time.sleep(float(words[1]))
@@ -290,7 +297,7 @@ class Client(object):
 
 
 def ask(port, command):
-    """Send one command and return the whole answer, without its newline."""
+    """Send one command and return the whole reply, without its newline."""
     client = Client(port, command)
     try:
         return client.read_rest().decode('ascii').strip()
@@ -353,11 +360,11 @@ def test_pool_stays_within_limits(start_server):
     while time.time() < deadline:
         counts.append(len(server.children()))
         time.sleep(0.02)
-    answers = [client.read_rest() for client in clients]
+    replies = [client.read_rest() for client in clients]
     for client in clients:
         client.close()
 
-    assert all(answer for answer in answers), answers
+    assert all(reply for reply in replies), replies
     assert max(counts) <= 5, counts
     assert max(counts) == 5, counts
     settled = server.wait_children(lambda pids: 2 <= len(pids) <= 3)
@@ -369,13 +376,13 @@ def test_concurrent_slow_requests_get_more_children(start_server):
     server.wait_children(lambda pids: len(pids) == 1)
     started = time.time()
     clients = [Client(server.port, 'sleep 1') for _ in range(3)]
-    answers = [client.read_rest().decode('ascii').split() for client in clients]
+    replies = [client.read_rest().decode('ascii').split() for client in clients]
     elapsed = time.time() - started
     for client in clients:
         client.close()
 
-    pids = set(answer[-1] for answer in answers)
-    assert len(pids) == 3, answers
+    pids = set(reply[-1] for reply in replies)
+    assert len(pids) == 3, replies
     assert elapsed < 1.8, elapsed
 
 
@@ -434,12 +441,12 @@ def test_sigterm_wakes_waiting_job(start_server):
 
     started = time.time()
     server.send_signal(signal.SIGTERM)
-    answer = client.read_line()
+    reply = client.read_line()
     status = server.wait_exit(10.0)
     elapsed = time.time() - started
     client.close()
 
-    assert answer == 'stopped %d' % busy_pid
+    assert reply == 'stopped %d' % busy_pid
     assert status == 0, server.log()
     assert elapsed < 5.0, elapsed
     assert server.read_line(IO_TIMEOUT) == 'RESULT False'
@@ -453,10 +460,10 @@ def test_sigint_in_child_finishes_job(start_server):
     busy_pid = int(client.read_line().split()[1])
 
     os.kill(busy_pid, signal.SIGINT)
-    answer = client.read_line()
+    reply = client.read_line()
     client.close()
 
-    assert answer == str(busy_pid)
+    assert reply == str(busy_pid)
     assert wait_for(lambda: not process_exists(busy_pid), IO_TIMEOUT)
     assert ask(server.port, 'pid') != str(busy_pid)
 
@@ -499,6 +506,26 @@ def test_job_exception_keeps_child(start_server):
     assert 'RuntimeError: job failed on purpose' in log
 
 
+def test_crashed_child_is_replaced(start_server):
+    server = start_server(minSpare=1, maxSpare=1, maxChildren=2)
+    first = ask(server.port, 'pid')
+    crashed = ask(server.port, 'crash')
+    second = ask(server.port, 'pid')
+
+    assert crashed == ''
+    assert second != first
+    line = 'child %s crashed (exit status 4)' % first
+    assert wait_for(lambda: line in server.log(), IO_TIMEOUT), server.log()
+
+
+@pytest.mark.parametrize('sock_timeout, expected', [(0, 'None'), (2.5, '2.5')])
+def test_sock_timeout_set_on_client(start_server, sock_timeout, expected):
+    server = start_server(minSpare=1, maxSpare=1, maxChildren=2,
+                          sockTimeout=sock_timeout)
+
+    assert ask(server.port, 'gettimeout') == expected
+
+
 def test_killed_child_is_replaced(start_server):
     server = start_server(minSpare=2, maxSpare=2, maxChildren=3)
     old = server.wait_children(lambda pids: len(pids) == 2)
@@ -532,9 +559,9 @@ def test_failing_child_start_backs_off(start_server):
 
 def test_waiting_job_times_out_without_stop(start_server):
     server = start_server(minSpare=1, maxSpare=1, maxChildren=2)
-    answer = ask(server.port, 'wait 0.2')
+    reply = ask(server.port, 'wait 0.2')
 
-    assert answer.split()[-2] == 'timeout'
+    assert reply.split()[-2] == 'timeout'
 
 
 # Python 3.12 and later warn about any fork() while a second thread runs.
@@ -560,13 +587,13 @@ def test_run_outside_main_thread_serves(tmp_path):
     thread = threading.Thread(target=lambda: result.append(server.run(listener)))
     thread.start()
     try:
-        answer = ask(port, 'pid')
+        reply = ask(port, 'pid')
     finally:
         server.shutdown()
         thread.join(10.0)
         listener.close()
 
-    assert answer.isdigit()
-    assert int(answer) != os.getpid()
+    assert reply.isdigit()
+    assert int(reply) != os.getpid()
     assert not thread.is_alive()
     assert result == [False]

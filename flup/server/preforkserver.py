@@ -2,9 +2,10 @@
 
 The parent never accepts connections.  It forks children, and each child
 waits on the shared listening socket, accepts one connection at a time and
-hands it to a job object.  The model knows nothing about the protocol: the
-FastCGI, SCGI and AJP front modules combine it with their server class by
-multiple inheritance and pass their connection class as ``jobClass``.
+hands it to a job object.  The model does not depend on the protocol,
+because the FastCGI, SCGI and AJP front modules combine it with their server
+class by multiple inheritance and pass their connection class as
+``jobClass``.
 
 Each child has a socketpair to the parent.  The child sends ``MSG_BUSY``
 when it accepts a connection and ``MSG_IDLE`` when it is ready for the next
@@ -46,9 +47,9 @@ EXIT_CRASHED = 4  # an exception escaped the child's loop (a bug)
 # loop, so that a dead child is reaped and replaced at once.
 PARENT_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM,
                   signal.SIGUSR1, signal.SIGCHLD)
-# Signals a child records.  SIGUSR1 is meant for the parent; a child
-# records it only so that a signal sent to the whole process group does not
-# kill it, and then ignores it.
+# Signals a child records.  SIGUSR1 is meant for the parent, so a child
+# ignores it.  The child still records it, because the default action would
+# kill the child when SIGUSR1 is sent to the whole process group.
 CHILD_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 CHILD_STOP_SIGNALS = frozenset((signal.SIGHUP, signal.SIGINT, signal.SIGTERM))
 
@@ -62,11 +63,12 @@ IDLE_POLL_INTERVAL = 5.0
 # After accept() fails for lack of file descriptors or memory, a child
 # waits this long (seconds) before it tries again, so it does not spin.
 ACCEPT_RETRY_DELAY = 0.5
-# Maximum time (seconds) a child waits to send a message to its parent; a
+# Maximum time (seconds) a child waits to send a message to its parent.  A
 # parent that reads nothing for this long is treated as gone.
 NOTIFY_TIMEOUT = 5.0
-# Delay (seconds) before the next fork after a child failed to start; it
-# doubles with every consecutive failure, up to START_BACKOFF_MAX.
+# Delay (seconds) before the next fork after a child failed to start.  It
+# doubles with every consecutive failure, up to START_BACKOFF_MAX.  A child
+# that crashes after it started (EXIT_CRASHED) also delays the next fork.
 START_BACKOFF_FIRST = 0.5
 START_BACKOFF_MAX = 30.0
 # Maximum time (seconds) to reap children after SIGKILL.  A child in
@@ -172,9 +174,9 @@ class PreforkServer(object):
     finish their current job before they are killed with SIGKILL.
 
     A job that may block on its client socket should also wait on
-    ``wakeup_fds`` and, when one becomes readable, check
-    ``stop_requested``; if that is True, it finishes the request in
-    progress and returns.
+    ``wakeup_fds``.  When one of them becomes readable, the job checks
+    ``stop_requested``, and if it is True, finishes the request in progress
+    and returns.
     """
 
     # Seconds children get to exit after a stop request; front modules and
@@ -247,11 +249,11 @@ class PreforkServer(object):
                  self._maxChildren, self._maxRequests)
         self._keep_going = True
         self._hupReceived = False
-        self._signals = SignalRecorder(PARENT_SIGNALS)
         old_timeout = sock.gettimeout()
-        # Every child polls the socket and then accepts; when several wake
+        # Every child polls the socket and then accepts.  When several wake
         # for one connection, all but one get EAGAIN instead of blocking.
         sock.setblocking(False)
+        self._signals = SignalRecorder(PARENT_SIGNALS)
         try:
             self._signals.install()
             self._supervise(sock)
@@ -409,7 +411,7 @@ class PreforkServer(object):
                 return
             data = b''
         if not data:
-            # The child exited or is exiting; waitpid() will say how.
+            # The child exited or is exiting, and waitpid() returns its status.
             close_quietly(child.sock)
             child.sock = None
             return
@@ -454,9 +456,9 @@ class PreforkServer(object):
             close_quietly(child.sock)
             child.sock = None
         description = describe_status(status)
-        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_OK
-        failed_start = not child.ready or (
-            os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_START_FAILED)
+        exit_status = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        clean = exit_status == EXIT_OK
+        failed_start = not child.ready or exit_status == EXIT_START_FAILED
         if clean or (child.quitting and not self._keep_going):
             # Expected: asked to quit, maxRequests reached, or killed after
             # the grace period (which _kill_children logs).
@@ -464,6 +466,13 @@ class PreforkServer(object):
         elif failed_start:
             delay = self._delay_next_spawn()
             log.warning('child %d failed to start (%s); next fork in %.1f s',
+                        child.pid, description, delay)
+        elif exit_status == EXIT_CRASHED:
+            # A child that crashes at once in every attempt, for example on
+            # a broken listening socket, must not make the parent fork in a
+            # tight loop.
+            delay = self._delay_next_spawn()
+            log.warning('child %d crashed (%s); next fork in %.1f s',
                         child.pid, description, delay)
         elif os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
             log.warning('child %d exited unexpectedly (%s); the kernel kills '
@@ -512,7 +521,8 @@ class PreforkServer(object):
                 wait_readable([self._signals.wakeup_fd], EXIT_POLL_INTERVAL)
                 self._signals.take()
         for child in self._children.values():
-            close_quietly(child.sock)
+            if child.sock is not None:
+                close_quietly(child.sock)
             log.error('child %d still not reaped %.1f s after SIGKILL',
                       child.pid, KILL_REAP_TIMEOUT)
         self._children = {}
