@@ -654,7 +654,11 @@ def test_connection_roles_option(role):
     events = feed(wire.begin(1, role) + wire.params(1, GET_PARAMS),
                   roles=ALL_ROLES)
 
-    assert events == [started(1, role=role)]
+    expected = [started(1, role=role)]
+    if role == wire.AUTHORIZER:
+        # An Authorizer's input ends with its PARAMS.
+        expected.append(fcgi.StdinReceived(1, b''))
+    assert events == expected
 
 
 def test_connection_second_request_without_multiplexing():
@@ -771,7 +775,8 @@ def test_connection_authorizer_input_ends_with_params():
     events = state.receive_data(wire.begin(1, wire.AUTHORIZER)
                                 + wire.params(1, GET_PARAMS))
 
-    assert events == [started(1, role=wire.AUTHORIZER)]
+    assert events == [started(1, role=wire.AUTHORIZER),
+                      fcgi.StdinReceived(1, b'')]
     assert not state.awaiting_input
 
 
@@ -1138,7 +1143,9 @@ def _build_corpus():
                           (b'C' * 127, b'3' * 128)])], None),
         Case('authorizer_params_only',
              wire.begin(1, wire.AUTHORIZER) + wire.params(1, GET_PARAMS),
-             {'roles': ALL_ROLES}, [started(1, role=wire.AUTHORIZER)], None),
+             {'roles': ALL_ROLES},
+             [started(1, role=wire.AUTHORIZER), fcgi.StdinReceived(1, b'')],
+             None),
         Case('error_bad_version',
              full_request(1) + wire.record(wire.BEGIN_REQUEST, 2, b'\0' * 8,
                                            version=2), {},

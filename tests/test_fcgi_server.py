@@ -441,7 +441,8 @@ def test_live_counts_visible_to_application():
         with wire.Client(running.address) as client:
             client.request(get())
         stats = running.server.stats()
-    assert counts[0]['connections'] == 1
+    # The readiness probe's connection may not have ended yet.
+    assert counts[0]['connections'] >= 1
     assert counts[0]['active_requests'] == 1
     assert counts[0]['threads_in_use'] >= 1
     assert counts[1] is False

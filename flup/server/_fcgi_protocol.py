@@ -215,6 +215,8 @@ def decode_pair(data, pos=0):
 
     Raise ProtocolError when a length runs past the end of ``data``.
     """
+    if not isinstance(data, bytes):
+        data = bytes(data)
     name_length, pos = _decode_length(data, pos)
     value_length, pos = _decode_length(data, pos)
     end = pos + name_length + value_length
@@ -457,13 +459,23 @@ class ServerConnectionState(object):
         except ProtocolError as error:
             error.request_id = request_id
             raise
-        request.state = STDIN
         events.append(RequestStarted(
             request_id, request.role, request.keep_conn, pairs))
+        if request.role == FCGI_AUTHORIZER:
+            # Section 6.3: an Authorizer receives PARAMS only, so its input
+            # is complete here.  Apache httpd's mod_authnz_fcgi sends no
+            # STDIN; an empty STDIN record from another server is accepted.
+            request.state = COMPLETE
+            events.append(StdinReceived(request_id, b''))
+        else:
+            request.state = STDIN
 
     def _receive_stream(self, record, request, stream, events):
         request_id = record.request_id
         name = 'FCGI_STDIN' if stream == STDIN else 'FCGI_DATA'
+        if (request.role == FCGI_AUTHORIZER and stream == STDIN
+                and not record.content):
+            return
         if request.state != stream:
             raise ProtocolError(
                 '%s received while the request expects %s'

@@ -143,6 +143,7 @@ class Response(object):
         self.status = None
         self.headers = None
         self.headers_sent = False
+        self.finished = False
         self.bytes_sent = 0
 
     def start_response(self, status, response_headers, exc_info=None):
@@ -193,6 +194,7 @@ class Response(object):
             self._send_headers(self.status, self.headers)
         if data or final:
             self.bytes_sent += len(data)
+            self.finished = final
             self._send_body(bytes(data), final)
 
     def add_content_length(self, length, environ):
@@ -213,7 +215,8 @@ class Response(object):
         if self.status is None:
             raise AssertionError(
                 'the application returned without calling start_response()')
-        self._write(b'', True)
+        if not self.finished:
+            self._write(b'', True)
 
 
 def run_application(application, environ, response):
