@@ -100,7 +100,7 @@ def echo(environ, start_response):
 
 
 def sleep(environ, start_response):
-    """Sleep ``?t=`` seconds (default 0.3), then answer 200."""
+    """Sleep ``?t=`` seconds (default 0.3), then return 200."""
     seconds = _query_value(environ, 't', 0.3, float)
     time.sleep(seconds)
     return _text_response(start_response, '200 OK', u'slept %s\n' % seconds)

@@ -1,4 +1,4 @@
-"""Start a flup FastCGI server for the tests, through flup's public API only.
+"""Start a flup FastCGI, SCGI or AJP server for the tests, through the public API only.
 
 Usage::
 
@@ -102,7 +102,7 @@ def parse_bind(text):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Run a test WSGI app under a flup FastCGI server.')
+    parser = argparse.ArgumentParser(description='Run a test WSGI app under a flup FastCGI, SCGI or AJP server.')
     parser.add_argument('--model', required=True, choices=sorted(MODEL_MODULES),
                         help='server module: threaded (fcgi), prefork (fcgi_fork), single (fcgi_single), '
                              'scgi-threaded, scgi-prefork, ajp-threaded or ajp-prefork')

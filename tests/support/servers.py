@@ -1,9 +1,9 @@
 """Run ``serve.py`` in a subprocess and stop it, for tests of flup servers.
 
 ``ServerProcess`` picks the listening address, waits until the server
-accepts connections, keeps its stderr in a log file and, on exit, sends
-SIGTERM and then SIGKILL to every process of its session (prefork
-children included), recording whether the server exited by itself.
+accepts connections and keeps its stdout and stderr in a log file.  On exit
+it sends SIGTERM, then SIGKILL to every process of its session (prefork
+children included), and records whether the server exited by itself.
 """
 
 from __future__ import absolute_import, print_function
@@ -112,15 +112,15 @@ class ServerStartError(RuntimeError):
 class ServerProcess(object):
     """A flup server started by ``serve.py`` in a new session.
 
-    ``model`` is a serve.py model (threaded, prefork, single, or an SCGI or
-    AJP one such as scgi-threaded), ``app`` a name from
-    ``apps.py``, ``bind`` one of tcp, tcp6, unix, fd0 (a TCP listening
-    socket made here and given as standard input, as spawn-fcgi does) or
-    fd0-unix (the same with a Unix socket).  ``kw`` is a dict of extra
+    ``model`` is a serve.py model: threaded, prefork, single, or an SCGI or
+    AJP one such as scgi-threaded.  ``app`` is a name from ``apps.py``.
+    ``bind`` is one of tcp, tcp6, unix, fd0 and fd0-unix.  The fd0 kinds
+    make the listening socket here (TCP or Unix) and give it to the server
+    as standard input, as spawn-fcgi does.  ``kw`` is a dict of extra
     WSGIServer keywords.  ``target`` is the folder that contains the flup
-    package to run; None passes FLUP_TEST_TARGET on from this environment,
-    and serve.py falls back to the repository root.  ``python`` is the
-    interpreter, by default ``sys.executable``.
+    package to run.  When it is None, FLUP_TEST_TARGET passes through from
+    this environment, and serve.py falls back to the repository root.
+    ``python`` is the interpreter, by default ``sys.executable``.
 
     Attributes after ``start()``: ``address`` ((host, port), an IPv6
     4-tuple or a Unix path), ``pid``, ``log_path``.  After ``stop()``:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+from .webservers import CommandTimeout, run_command
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 UPSTREAM_ROOT = os.path.join(REPO_ROOT, '.upstream')
 
@@ -71,8 +73,6 @@ def _pip_install(version, python, target):
     staging = tempfile.mkdtemp(prefix='flup-%s-' % version, dir=UPSTREAM_ROOT)
     argv = [python, '-m', 'pip', 'install', '--disable-pip-version-check', '--no-deps',
             '--no-compile', '--target', staging, 'flup==%s' % version]
-    # Imported here so this module stays importable without the webservers stack.
-    from .webservers import CommandTimeout, run_command
     try:
         returncode, stdout, stderr = run_command(argv, env=dict(os.environ), timeout=INSTALL_TIMEOUT)
     except CommandTimeout:

@@ -237,9 +237,9 @@ class Nginx(WebServer):
 
     ``keep_conn=True`` turns on ``fastcgi_keep_conn`` with an upstream
     keepalive pool, so nginx reuses FastCGI connections.  By default nginx
-    reads the whole request body before it contacts the backend, so a
-    client that hangs up mid-body is never seen by flup;
-    ``request_buffering=False`` forwards the body as it arrives.  ``extra_http``
+    reads the whole request body before it contacts the backend, so flup
+    never sees a client that hangs up mid-body.  ``request_buffering=False``
+    makes nginx forward the body as it arrives.  ``extra_http``
     and ``extra_location`` are inserted verbatim into the http block and
     the location block.
     """
@@ -407,8 +407,8 @@ class Lighttpd(WebServer):
     def __init__(self, fastcgi=None, scgi=None, ajp13=None, bin_path=None, bin_environment=None,
                  prefix='/', fix_root_scriptname=True, max_procs=1, extra_config='', workdir=None):
         require_binary(LIGHTTPD, 'lighttpd')
-        given = [value for value in (fastcgi, scgi, ajp13, bin_path) if value is not None]
-        if len(given) != 1:
+        backends = [value for value in (fastcgi, scgi, ajp13, bin_path) if value is not None]
+        if len(backends) != 1:
             raise ValueError('give exactly one of fastcgi=, scgi=, ajp13= and bin_path=')
         WebServer.__init__(self, workdir)
         self.fastcgi = fastcgi
@@ -541,13 +541,6 @@ class ApacheHttpd(WebServer):
     def command(self):
         return [APACHE, '-X', '-d', self.workdir, '-f', self.config_path]
 
-    def environment(self):
-        environ = dict(os.environ)
-        # Debian's apache2 binary reads these only through apache2ctl; clear them anyway.
-        for name in ('APACHE_CONFDIR', 'APACHE_RUN_DIR', 'APACHE_LOG_DIR'):
-            environ.pop(name, None)
-        return environ
-
     def _proxy_url(self):
         kind, host_or_path, port = parse_backend(self.backend)
         path = self.prefix if self.prefix.endswith('/') else self.prefix + '/'
@@ -557,8 +550,8 @@ class ApacheHttpd(WebServer):
 
     def write_config(self):
         builtins = apache_builtin_modules()
-        wanted = APACHE_BASE_MODULES + (APACHE_PROXY_MODULES[self.proxy],) + self.extra_modules
-        modules = [name for name in wanted if name not in builtins]
+        requested = APACHE_BASE_MODULES + (APACHE_PROXY_MODULES[self.proxy],) + self.extra_modules
+        modules = [name for name in requested if name not in builtins]
         lines = ['LoadModule %s_module %s/mod_%s.so' % (name, APACHE_MODULES, name) for name in modules]
         if os.geteuid() == 0:
             lines += ['User %s' % self.user, 'Group %s' % self.user]
@@ -587,7 +580,7 @@ class ApacheHttpd(WebServer):
 def _split_url(url):
     parts = urlsplit(url)
     if parts.hostname not in ('127.0.0.1', 'localhost', '::1'):
-        raise ValueError('refusing %r: the tests only talk to loopback addresses' % url)
+        raise ValueError('invalid URL %r: the tests connect only to 127.0.0.1, localhost or ::1' % url)
     path = parts.path or '/'
     if parts.query:
         path += '?' + parts.query
