@@ -8,6 +8,7 @@ process tree through /proc (Linux only).
 from __future__ import absolute_import, print_function
 
 import errno
+import logging
 import os
 import select
 import signal
@@ -340,6 +341,76 @@ def test_messages_are_distinct_bytes():
     assert len(set(messages)) == 3
 
 
+def test_child_keeps_quit_message():
+    parent_end, child_end = socket.socketpair()
+    server = PreforkServer()
+    server._become_child(child_end)
+    try:
+        assert server.wakeup_fds == (server._child_signals.wakeup_fd,
+                                     child_end.fileno())
+        assert server.stop_requested is False
+
+        parent_end.sendall(preforkserver.MSG_QUIT)
+        readable = select.select(server.wakeup_fds, [], [], IO_TIMEOUT)[0]
+
+        assert readable == [child_end.fileno()]
+        assert server.stop_requested is True
+        assert server.stop_requested is True
+    finally:
+        server._child_signals.close()
+        parent_end.close()
+        child_end.close()
+
+
+def test_child_stops_on_sigterm_not_sigusr1():
+    parent_end, child_end = socket.socketpair()
+    server = PreforkServer()
+    server._become_child(child_end)
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        readable = select.select(server.wakeup_fds, [], [], IO_TIMEOUT)[0]
+        assert readable == [server._child_signals.wakeup_fd]
+        assert server.stop_requested is False
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        readable = select.select(server.wakeup_fds, [], [], IO_TIMEOUT)[0]
+        assert readable == [server._child_signals.wakeup_fd]
+        assert server.stop_requested is True
+    finally:
+        server._child_signals.close()
+        parent_end.close()
+        child_end.close()
+
+
+def test_child_stops_when_parent_gone():
+    parent_end, child_end = socket.socketpair()
+    server = PreforkServer()
+    server._become_child(child_end)
+    try:
+        parent_end.close()
+
+        assert server.stop_requested is True
+    finally:
+        server._child_signals.close()
+        child_end.close()
+
+
+def test_reap_tolerates_unknown_process(caplog):
+    caplog.set_level(logging.DEBUG, logger='flup.server.preforkserver')
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    server = PreforkServer()
+    # Reaping has no readiness event to wait on, so poll until it happens.
+    assert wait_for(lambda: not process_exists(pid) or is_zombie(pid),
+                    IO_TIMEOUT)
+    server._reap_children()
+
+    assert not process_exists(pid)
+    assert ('reaped process %d, which is not a child of this server '
+            '(exit status 7)' % pid) in caplog.text
+
+
 def test_run_without_job_class_raises():
     server = PreforkServer()
     listener = socket.socket()
@@ -468,6 +539,22 @@ def test_sigint_in_child_finishes_job(start_server):
     assert ask(server.port, 'pid') != str(busy_pid)
 
 
+def test_group_sigterm_lets_job_finish(start_server):
+    server = start_server(grace=20.0, minSpare=1, maxSpare=2, maxChildren=3)
+    client = Client(server.port, 'sleep 0.5')
+    busy_pid = int(client.read_line().split()[1])
+
+    os.killpg(server.pid, signal.SIGTERM)
+    reply = client.read_line()
+    status = server.wait_exit(10.0)
+    client.close()
+
+    assert reply == str(busy_pid)
+    assert status == 0, server.log()
+    assert server.read_line(IO_TIMEOUT) == 'RESULT False'
+    assert 'did not exit' not in server.log()
+
+
 def test_sighup_returns_true(start_server):
     server = start_server(minSpare=2, maxSpare=3, maxChildren=4)
     children = server.wait_children(lambda pids: len(pids) == 2)
@@ -540,7 +627,7 @@ def test_killed_child_is_replaced(start_server):
     assert victim not in new
     assert len(new) == 2
     assert ask(server.port, 'pid') in [str(pid) for pid in new]
-    assert ('child %d exited unexpectedly (killed by signal 9' % victim
+    assert ('child %d exited unexpectedly (killed by SIGKILL)' % victim
             in server.log())
 
 

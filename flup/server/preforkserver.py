@@ -102,8 +102,9 @@ def describe_status(status):
     """Return a short text for a status from os.waitpid, for log lines."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        return 'killed by signal %d (%s)' % (
-            signum, _SIGNAL_NAMES.get(signum, 'unknown'))
+        if signum in _SIGNAL_NAMES:
+            return 'killed by %s' % _SIGNAL_NAMES[signum]
+        return 'killed by signal %d' % signum
     if os.WIFEXITED(status):
         return 'exit status %d' % os.WEXITSTATUS(status)
     return 'wait status %d' % status
