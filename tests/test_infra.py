@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,7 @@ import time
 import pytest
 
 from tests.support import apps, procinfo, serve, webservers
-from tests.support.servers import ServerProcess, ServerStartError, free_port
+from tests.support.servers import ServerStartError, free_port
 from tests.conftest import backend_address
 
 CGI_PARAMS = {
@@ -310,6 +309,28 @@ def test_nginx_fastcgi_hello(server_factory, nginx_factory, upstream_target, bin
 
 
 @pytest.mark.e2e
+def test_nginx_fastcgi_ipv6_backend(server_factory, nginx_factory, upstream_target):
+    if upstream_target.endswith('1.0.2'):
+        pytest.skip('upstream flup 1.0.2 cannot bind IPv6 addresses')
+    server = server_factory('threaded', 'hello', bind='tcp6', target=upstream_target)
+    nginx = nginx_factory(fastcgi=backend_address(server))
+    status, headers, body = webservers.http_get(nginx.url + '/v6')
+    assert status == 200
+    assert body == b'Hello, world!\n'
+
+
+@pytest.mark.e2e
+def test_apache_proxy_fcgi_ipv6_backend(server_factory, apache_factory, upstream_target):
+    if upstream_target.endswith('1.0.2'):
+        pytest.skip('upstream flup 1.0.2 cannot bind IPv6 addresses')
+    server = server_factory('threaded', 'hello', bind='tcp6', target=upstream_target)
+    apache = apache_factory(backend_address(server), proxy='fcgi')
+    status, headers, body = webservers.http_get(apache.url + '/v6')
+    assert status == 200
+    assert body == b'Hello, world!\n'
+
+
+@pytest.mark.e2e
 def test_nginx_script_name_split(server_factory, nginx_factory, upstream_target):
     server = server_factory('threaded', 'echo', target=upstream_target)
     nginx = nginx_factory(fastcgi=backend_address(server), script_name='/app')
@@ -365,8 +386,9 @@ def test_nginx_scgi_echo(server_factory, nginx_factory, upstream_target):
 
 
 @pytest.mark.e2e
-def test_lighttpd_fastcgi_echo(server_factory, lighttpd_factory, upstream_target):
-    server = server_factory('threaded', 'echo', target=upstream_target)
+@pytest.mark.parametrize('bind', ['tcp', 'unix'])
+def test_lighttpd_fastcgi_echo(server_factory, lighttpd_factory, upstream_target, bind):
+    server = server_factory('threaded', 'echo', bind=bind, target=upstream_target)
     lighttpd = lighttpd_factory(fastcgi=backend_address(server))
     status, headers, body = webservers.http_get(lighttpd.url + '/a/b?c=d')
     document = json.loads(body.decode('utf-8'))
@@ -416,3 +438,21 @@ def test_apache_proxy_ajp_hello(server_factory, apache_factory, upstream_target)
 def test_upstream_target_layout(upstream_target):
     assert os.path.isfile(os.path.join(upstream_target, 'flup', 'server', 'fcgi.py'))
     assert os.path.basename(upstream_target).startswith('flup-1.0.')
+
+
+@pytest.mark.e2e
+def test_lighttpd_ajp13_hello(server_factory, lighttpd_factory, upstream_target):
+    server = server_factory('ajp-threaded', 'hello', target=upstream_target)
+    lighttpd = lighttpd_factory(ajp13=backend_address(server))
+    status, headers, body = webservers.http_get(lighttpd.url + '/ajp')
+    assert status == 200
+    assert body == b'Hello, world!\n'
+
+
+@pytest.mark.e2e
+def test_apache_proxy_scgi_hello(server_factory, apache_factory, upstream_target):
+    server = server_factory('scgi-threaded', 'hello', target=upstream_target)
+    apache = apache_factory(backend_address(server), proxy='scgi')
+    status, headers, body = webservers.http_get(apache.url + '/scgi')
+    assert status == 200
+    assert body == b'Hello, world!\n'

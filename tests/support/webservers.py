@@ -11,7 +11,6 @@ Addresses of the backend are written as ``'127.0.0.1:PORT'`` or
 
 from __future__ import absolute_import, print_function
 
-import errno
 import io
 import os
 import shutil
@@ -26,7 +25,6 @@ import time
 from six.moves import http_client
 from six.moves.urllib.parse import urlsplit
 
-from . import procinfo
 from .servers import free_port, kill_session
 
 NGINX = '/usr/sbin/nginx'
@@ -48,6 +46,13 @@ def require_binary(path, package):
     if not os.access(path, os.X_OK):
         raise WebServerError('%s not found; install the Debian package %s (apt-get install -y %s)'
                              % (path, package, package))
+
+
+def format_host_port(host, port):
+    """Return ``host:port``, with brackets around an IPv6 host."""
+    if ':' in host:
+        return '[%s]:%d' % (host, port)
+    return '%s:%d' % (host, port)
 
 
 def parse_backend(address):
@@ -320,7 +325,7 @@ class Nginx(WebServer):
 
     def write_config(self):
         kind, host_or_path, port = parse_backend(self.backend)
-        server = 'unix:%s' % host_or_path if kind == 'unix' else '%s:%d' % (host_or_path, port)
+        server = 'unix:%s' % host_or_path if kind == 'unix' else format_host_port(host_or_path, port)
         keepalive = 'keepalive 8;' if self.keep_conn else ''
         temp = os.path.join(self.workdir, 'temp')
         if not os.path.isdir(temp):
@@ -546,7 +551,7 @@ class ApacheHttpd(WebServer):
         path = self.prefix if self.prefix.endswith('/') else self.prefix + '/'
         if kind == 'unix':
             return 'unix:%s|%s://localhost%s' % (host_or_path, self.proxy, path)
-        return '%s://%s:%d%s' % (self.proxy, host_or_path, port, path)
+        return '%s://%s%s' % (self.proxy, format_host_port(host_or_path, port), path)
 
     def write_config(self):
         builtins = apache_builtin_modules()
