@@ -192,6 +192,7 @@ class Connection(object):
             stats.connection_opened()
         try:
             if not self._peer_allowed():
+                self._connection_lost('peer not in FCGI_WEB_SERVER_ADDRS')
                 return
             self._prepare_socket()
             while self._should_continue():
@@ -208,9 +209,12 @@ class Connection(object):
 
     def stop(self):
         """Finish the request in progress, then end; called on shutdown."""
+        with self._state_lock:
+            # A request whose PARAMS are still arriving counts as in progress.
+            receiving = self._state.awaiting_input
         with self._cond:
             self._stopping = True
-            idle = not self._requests and not self._ready
+            idle = not self._requests and not self._ready and not receiving
         if idle:
             self._wake_reader()
 

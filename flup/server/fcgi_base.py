@@ -304,6 +304,11 @@ class BaseFCGIServer(object):
         response = Response(send_headers, send_body, lambda: req.aborted)
         try:
             run_application(self.application, environ, response)
+        except Exception:
+            if not response.headers_sent:
+                # error() is about to send the 500 page.
+                response.status = '500 Internal Server Error'
+            raise
         finally:
             log_access(environ, response, started)
         return FCGI_REQUEST_COMPLETE, 0
