@@ -133,12 +133,7 @@ def apache_factory(request, workdir):
 
 def backend_address(server):
     """Return the ``'HOST:PORT'`` or ``'unix:/path'`` spelling of a ServerProcess address."""
-    address = server.address
-    if isinstance(address, str):
-        return 'unix:' + address
-    if len(address) > 2:
-        return '[%s]:%d' % (address[0], address[1])
-    return '%s:%d' % (address[0], address[1])
+    return server.backend
 
 
 @pytest.fixture

@@ -161,6 +161,13 @@ class ServerProcess(object):
     def pid(self):
         return self.process.pid if self.process else None
 
+    @property
+    def backend(self):
+        """The address as web server wrappers take it: ``'HOST:PORT'``, ``'[::1]:PORT'`` or ``'unix:/path'``."""
+        if isinstance(self.address, str):
+            return 'unix:' + self.address
+        return format_bind(self.address)
+
     def command(self, bind_spec):
         argv = [self.python, SERVE_SCRIPT, '--model', self.model, '--bind', bind_spec, '--app', self.app]
         if self.multiplexed:
