@@ -168,7 +168,7 @@ def _upload_section(environ, body):
         if part['filename'] is None:
             continue
         filename = part['filename'] or '(no file chosen)'
-        rows.append(('file %s' % part['name'], '%s: %d bytes'
+        rows.append(('field %s' % part['name'], '%s, %d bytes'
                      % (filename, part['size'])))
     if not rows:
         return '<h2>Upload</h2>\n<p>The form contained no file.</p>'
