@@ -32,7 +32,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #                   then "stopped <pid>\n" if a stop was requested, else
 #                   "timeout <pid>\n"
 #   raise        -> raises RuntimeError without replying
-#   crash        -> raises KeyboardInterrupt, which ends the child
+#   crash        -> "started <pid>\n", then raises KeyboardInterrupt, which
+#                   ends the child
 #   gettimeout   -> "<timeout of the client socket>\n"
 # The script prints "PORT <port>" once listening and "RESULT <value>"
 # with the return value of run(), then whether the signal handlers run()
@@ -67,6 +68,7 @@ class LineJob(object):
         if words[0] == 'raise':
             raise RuntimeError('job failed on purpose')
         if words[0] == 'crash':
+            self.send('started %%d' %% pid)
             raise KeyboardInterrupt
         if words[0] == 'gettimeout':
             self.send('%%r' %% (self.sock.gettimeout(),))
@@ -595,14 +597,12 @@ def test_job_exception_keeps_child(start_server):
 
 def test_crashed_child_is_replaced(start_server):
     server = start_server(minSpare=1, maxSpare=1, maxChildren=2)
-    first = ask(server.port, 'pid')
-    crashed = ask(server.port, 'crash')
-    second = ask(server.port, 'pid')
-
-    assert crashed == ''
-    assert second != first
-    line = 'child %s crashed (exit status 4)' % first
+    crashed = ask(server.port, 'crash').split()[1]
+    line = 'child %s crashed (exit status 4)' % crashed
     assert wait_for(lambda: line in server.log(), IO_TIMEOUT), server.log()
+    replacement = ask(server.port, 'pid')
+
+    assert replacement != crashed
 
 
 @pytest.mark.parametrize('sock_timeout, expected', [(0, 'None'), (2.5, '2.5')])
