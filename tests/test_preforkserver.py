@@ -321,7 +321,7 @@ def test_constructor_rejects_invalid_limits():
         PreforkServer(maxChildren='many')
 
 
-def test_constructor_raises_max_children_to_max_spare():
+def test_max_children_raised_to_max_spare():
     server = PreforkServer(minSpare=1, maxSpare=8, maxChildren=2)
     assert server._maxChildren == 8
 

@@ -211,7 +211,7 @@ class PreforkServer(object):
         self._next_spawn_time = 0.0
         self._signals = None  # the parent's SignalRecorder during run()
         self._keep_going = False
-        self._hupReceived = False  # upstream's name, read by front modules
+        self._hupReceived = False  # upstream name; its SCGI and AJP fronts read it
 
         # Child-side state, set after fork.
         self._parent_sock = None
@@ -272,10 +272,10 @@ class PreforkServer(object):
         return self._hupReceived
 
     def shutdown(self):
-        """Ask a running ``run()`` to stop and return False.
+        """Stop a running ``run()``, which then returns False.
 
         Meant for a ``run()`` in another thread, which receives no
-        signals.  Safe to call from any thread of the parent process.
+        signals.  It may be called from any thread of the parent process.
         """
         log.info('shutdown() called: stopping')
         self._keep_going = False
