@@ -9,7 +9,7 @@ class by multiple inheritance and pass their connection class as
 
 Each child has a socketpair to the parent.  The child sends ``MSG_BUSY``
 when it accepts a connection and ``MSG_IDLE`` when it is ready for the next
-one (the first ``MSG_IDLE`` also says that it started).  The parent sends
+one.  The first ``MSG_IDLE`` also reports that the child started.  The parent sends
 ``MSG_QUIT`` to ask a child to exit once its current job, if any, is done.
 End of file on the socketpair means the other process is gone.
 """
