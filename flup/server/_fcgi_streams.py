@@ -4,7 +4,7 @@ from __future__ import absolute_import
 
 import threading
 
-from flup._compat import PY2, monotonic
+from flup._compat import PY2
 from flup.server import ClientDisconnected
 from flup.server._fcgi_protocol import encode_record, encode_stream
 
@@ -187,17 +187,14 @@ class MultiplexedInputStream(InputStream):
     """
 
     def _wait_for_data(self):
+        # Called with the lock held, by _fill, which loops until data, the
+        # end of the stream or an error.  The connection's own read timeout
+        # aborts the request after one read timeout; this wait gives it
+        # _INPUT_WAIT_FACTOR of them before it stops waiting by itself.
         timeout = getattr(self._conn.server, 'readTimeout', 60.0) or 60.0
-        deadline = monotonic() + timeout * _INPUT_WAIT_FACTOR
-        remaining = deadline - monotonic()
-        if remaining <= 0:
-            self._error = 'timed out waiting for the request body'
-            return
         before = (self._available(), self._eof, self._error)
-        self._cond.wait(min(remaining, timeout))
+        self._cond.wait(timeout * _INPUT_WAIT_FACTOR)
         if (self._available(), self._eof, self._error) == before:
-            # Nothing arrived within a whole read timeout; the connection
-            # should have given up already, so stop waiting.
             self._error = 'timed out waiting for the request body'
 
 
