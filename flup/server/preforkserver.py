@@ -9,9 +9,10 @@ class by multiple inheritance and pass their connection class as
 
 Each child has a socketpair to the parent.  The child sends ``MSG_BUSY``
 when it accepts a connection and ``MSG_IDLE`` when it is ready for the next
-one.  The first ``MSG_IDLE`` also reports that the child started.  The parent sends
-``MSG_QUIT`` to ask a child to exit once its current job, if any, is done.
-End of file on the socketpair means the other process is gone.
+one.  The first ``MSG_IDLE`` also reports that the child started.  The
+parent sends ``MSG_QUIT`` to ask a child to exit once its current job, if
+any, is done.  End of file on the socketpair means the other process is
+gone.
 """
 
 from __future__ import absolute_import
