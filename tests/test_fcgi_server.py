@@ -23,6 +23,7 @@ from flup.server._fcgi_protocol import MAX_NAME_LENGTH, MAX_PARAMS_BYTES
 
 from . import fcgi_wire as wire
 from .support.inprocess import InProcessServer
+from .support.procinfo import wait_until
 
 SERVER_CLASSES = [fcgi.WSGIServer, fcgi_single.WSGIServer]
 
@@ -380,6 +381,8 @@ def test_pool_exhausted_answers_overloaded():
     # Two threads: one reads the connection, one runs request 1.
     with InProcessServer(fcgi.WSGIServer, app, multiplexed=True,
                          minSpare=1, maxSpare=1, maxThreads=2) as running:
+        # The readiness probe's connection must release its thread first.
+        assert wait_until(lambda: running.server.stats()['threads_in_use'] == 0, 5.0)
         with wire.Client(running.address) as client:
             client.send(wire.begin(1, keep_conn=True) + wire.params(1, get())
                         + wire.stdin(1, b''))
@@ -440,6 +443,8 @@ def test_live_counts_visible_to_application():
     with InProcessServer(fcgi.WSGIServer, app) as running:
         with wire.Client(running.address) as client:
             client.request(get())
+        # The count goes up just after FCGI_END_REQUEST is sent.
+        assert wait_until(lambda: running.server.stats()['requests'] == 1, 5.0)
         stats = running.server.stats()
     # The readiness probe's connection may not have ended yet.
     assert counts[0]['connections'] >= 1

@@ -74,6 +74,11 @@ class InProcessServer(object):
             probe.settimeout(1.0)
             try:
                 probe.connect(self.address)
+                # Wait until the server has accepted the probe and closed
+                # it, so that tests start with no connection in progress.
+                probe.shutdown(socket.SHUT_WR)
+                probe.settimeout(5.0)
+                probe.recv(1)
                 return
             except socket.error:
                 self._thread.join(0.05)
