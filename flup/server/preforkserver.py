@@ -593,7 +593,8 @@ class PreforkServer(object):
             self._signals.close()  # restores the handlers run() replaced
             self._signals = None
         for child in self._children.values():
-            close_quietly(child.sock)
+            if child.sock is not None:  # None once its end of file was read
+                close_quietly(child.sock)
         self._children = {}
         self.served_connections = 0
         self._keep_going = False
