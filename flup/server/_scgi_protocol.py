@@ -96,6 +96,9 @@ class HeaderParser(object):
         digits = self._buffer[:colon]
         if not digits or not _DIGITS.match(digits):
             raise ProtocolError('invalid netstring length %r' % digits[:20])
+        if len(digits) > MAX_LENGTH_DIGITS:
+            raise ProtocolError('the netstring length has more than %d '
+                                'digits' % MAX_LENGTH_DIGITS)
         if len(digits) > 1 and digits.startswith(b'0'):
             raise ProtocolError('netstring length %r has a leading zero'
                                 % digits)
