@@ -8,9 +8,9 @@ forwards each HTTP request over FastCGI through
 :class:`~flup.client.fcgi_app.FCGIApp`, so the application can be opened
 in a browser without a web server.
 
-The server modules are looked up per protocol and model in
-``SERVER_MODULES``, and the client the HTTP front uses in ``CLIENTS``; a
-new protocol adds an entry to each.
+``SERVER_MODULES`` maps each protocol and model to its server module, and
+``CLIENTS`` maps each protocol to the client the HTTP front uses.  A new
+protocol adds an entry to both.
 """
 
 from __future__ import absolute_import
@@ -163,6 +163,16 @@ def build_parser():
                '%s and opens an HTTP front on http://127.0.0.1:8080/.  '
                'SIGINT and SIGTERM stop the server, SIGHUP restarts it.'
                % DEFAULT_BIND)
+    _add_server_arguments(parser)
+    _add_pool_arguments(parser)
+    _add_front_arguments(parser)
+    _add_logging_arguments(parser)
+    parser.add_argument('--version', action='version',
+                        version='flup %s' % __version__)
+    return parser
+
+
+def _add_server_arguments(parser):
     parser.add_argument(
         'app', nargs='?', default=None, metavar='MODULE:CALLABLE',
         help='the WSGI application, for example myproject.wsgi:application; '
@@ -188,7 +198,6 @@ def build_parser():
         '--umask', type=_parse_umask, default=None, metavar='OCTAL',
         help='umask, in octal, applied while the Unix socket file is '
              'created (default: the process umask)')
-    _add_pool_arguments(parser)
     parser.add_argument(
         '--read-timeout', type=_parse_seconds, default=None,
         metavar='SECONDS',
@@ -201,25 +210,29 @@ def build_parser():
         help='seconds to wait for running requests when a connection ends '
              'or the server stops (default: %g)' % DEFAULT_GRACE_PERIOD)
     parser.add_argument(
+        '--debug', action='store_true',
+        help='show the traceback in the 500 page when the application '
+             'raises; never use it in production (default: a generic page)')
+
+
+def _add_front_arguments(parser):
+    group = parser.add_argument_group('development HTTP front')
+    group.add_argument(
         '--http', type=_parse_port, default=None, metavar='PORT',
         help='also serve HTTP on this TCP port, forwarding each request '
              'over FastCGI to the server; for development only '
              '(default: off)')
-    parser.add_argument(
+    group.add_argument(
         '--http-host', default='127.0.0.1', metavar='HOST',
         help='address the --http front listens on (default: 127.0.0.1)')
+
+
+def _add_logging_arguments(parser):
     parser.add_argument(
         '--log-level', type=_parse_log_level, default='INFO',
         metavar='LEVEL',
         help='lowest level logged to stderr: %s (default: INFO)'
              % ', '.join(LOG_LEVELS))
-    parser.add_argument(
-        '--debug', action='store_true',
-        help='show the traceback in the 500 page when the application '
-             'raises; never use it in production (default: a generic page)')
-    parser.add_argument('--version', action='version',
-                        version='flup %s' % __version__)
-    return parser
 
 
 def _add_pool_arguments(parser):

@@ -57,10 +57,10 @@ class _LogStream(object):
 
 class _RequestHandler(simple_server.WSGIRequestHandler):
     def log_message(self, format, *args):
-        # NOTE: only DEBUG here.  Under the prefork model this thread runs
-        # in the parent while it forks; on Python 2.7 and 3.6 a child forked
-        # while this thread holds a logging handler lock would deadlock on
-        # its first log line, and the FastCGI side logs each request anyway.
+        # NOTE: only DEBUG here, because under the prefork model this thread
+        # runs in the parent while it forks.  On Python 2.7 and 3.6 a child
+        # forked while this thread holds a logging handler lock deadlocks on
+        # its first log line.  The FastCGI side logs each request anyway.
         log.debug('%s %s', self.client_address[0], format % args)
 
     def get_environ(self):

@@ -21,7 +21,7 @@ from flup._compat import PY2
 
 __all__ = ['application', 'main_for_module']
 
-# Bodies larger than this are not read; the page answers 413 instead.
+# Bodies larger than this are not read, and the response is 413 instead.
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _READ_CHUNK = 65536

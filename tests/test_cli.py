@@ -119,7 +119,7 @@ def run_flup(request, workdir, server_python):
 
 
 def wait_http(command, url):
-    """GET ``url`` until it answers; return (status, headers, body)."""
+    """GET ``url`` until the server responds; return (status, headers, body)."""
     deadline = time.time() + START_TIMEOUT
     last_error = None
     while time.time() < deadline:
@@ -130,7 +130,7 @@ def wait_http(command, url):
         except (socket.error, OSError) as error:
             last_error = error
             time.sleep(0.05)
-    raise AssertionError('%s did not answer (exit status %s, last error %r); '
+    raise AssertionError('%s did not respond (exit status %s, last error %r); '
                          'log:\n%s' % (url, command.process.poll(), last_error,
                                        command.log_text()))
 

@@ -1,10 +1,10 @@
 """A WSGI application that forwards each request to a FastCGI responder.
 
-:class:`FCGIApp` plays the web server's part of FastCGI 1.0: for every
-WSGI request it opens a connection to the backend, sends
+:class:`FCGIApp` plays the web server's part of FastCGI 1.0.  For every
+WSGI request it opens a connection to the backend and sends
 FCGI_BEGIN_REQUEST, the CGI variables as FCGI_PARAMS and the request body
-as FCGI_STDIN, then turns the CGI response that comes back on FCGI_STDOUT
-into a WSGI response.  FCGI_STDERR is copied to ``wsgi.errors``.  One
+as FCGI_STDIN.  The CGI response that comes back on FCGI_STDOUT becomes the
+WSGI response, and FCGI_STDERR is copied to ``wsgi.errors``.  One
 connection carries one request and is closed afterwards, so the backend
 needs neither keep-alive nor multiplexing.
 
@@ -286,7 +286,7 @@ def _is_cgi_variable(name):
 def _request_body_length(environ):
     """Return the number of body bytes to forward, from CONTENT_LENGTH.
 
-    An absent or empty CONTENT_LENGTH means no body, as PEP 3333 says.
+    An absent or empty CONTENT_LENGTH means no body, as PEP 3333 specifies.
     """
     # NOTE: a body without CONTENT_LENGTH (``wsgi.input_terminated``) is
     # not forwarded, because FCGI_PARAMS must state the length before the
