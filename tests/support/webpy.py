@@ -8,11 +8,11 @@ first, so web.py's ``import flup.server.fcgi`` loads this project.
 
 Which web.py runs on which interpreter:
 
-- Python 2.7: web.py 0.39, the last release for Python 2.
-- Python 3.10 and later: web.py 0.76, which requires Python >= 3.10.
-- Python 3.6 to 3.9: web.py 0.62, the last release that installs there.
-  Its ``runfcgi`` builds the same ``WSGIServer(func, multiplexed=True,
-  bindAddress=addr, debug=False)`` as 0.39 and 0.76.
+- Python 2.7: web.py 0.39, a release for Python 2 only.
+- Python 3.10 and later: web.py 0.76, which declares Requires-Python
+  ``>=3.10,<3.15``.
+- Python 3.6 to 3.9: none.  ``webpy_version`` returns None there and the
+  web.py tests skip.
 """
 
 from __future__ import absolute_import, print_function
@@ -49,13 +49,13 @@ def python_version(python):
 
 
 def webpy_version(python=None):
-    """Return the web.py release the tests run on ``python``."""
+    """Return the web.py release the tests run on ``python``, or None if there is none."""
     version = python_version(python)
     if version < (3, 0):
         return '0.39'
-    if version < (3, 10):
-        return '0.62'
-    return '0.76'
+    if (3, 10) <= version < (3, 15):
+        return '0.76'
+    return None
 
 
 def install_webpy(python=None):
@@ -69,6 +69,9 @@ def install_webpy(python=None):
     python = python or sys.executable
     major, minor = python_version(python)
     version = webpy_version(python)
+    if version is None:
+        raise ValueError('no web.py release is tested on Python %d.%d: web.py 0.76 needs 3.10 to '
+                         '3.14 and 0.39 needs 2.7' % (major, minor))
     target = os.path.join(WEBPY_ROOT, 'web.py-%s-py%d.%d' % (version, major, minor))
     marker = os.path.join(target, 'web', 'wsgi.py')
     if os.path.isfile(marker):
