@@ -332,7 +332,10 @@ def _error_text(error):
 
 
 def _error_response(start_response, error):
-    log.error('%s', error)
+    if error.status.startswith('4'):
+        log.warning('%s', error)
+    else:
+        log.error('%s', error)
     body = ('%s\n' % error.status).encode('ascii')
     start_response(error.status, [('Content-Type', 'text/plain'),
                                   ('Content-Length', str(len(body)))])
@@ -436,9 +439,9 @@ class _Exchange(object):
         while len(view) and self._sending():
             readable, writable = self._wait(want_write=True)
             if readable:
+                # The response is kept in memory until the request is sent.
                 self._receive()
-                continue
-            if writable:
+            if writable and self._sending():
                 try:
                     sent = self.sock.send(view[:65536])
                 except socket.timeout:
@@ -465,8 +468,7 @@ class _Exchange(object):
                     % (_describe(self.address), self._timeout),
                     '504 Gateway Timeout')
             try:
-                readable, writable, _ = select.select(
-                    [fd], [fd] if want_write else [], [], remaining)
+                readable, writable = _poll(fd, want_write, remaining)
             except (select.error, OSError, ValueError) as error:
                 code = error.args[0] if error.args else None
                 if code == errno.EINTR:
@@ -474,7 +476,7 @@ class _Exchange(object):
                 raise BackendError('waiting for the FastCGI backend failed: '
                                    '%s' % (error,))
             if readable or writable:
-                return bool(readable), bool(writable)
+                return readable, writable
 
     # Receiving.
 
@@ -601,6 +603,27 @@ class _Exchange(object):
                 return
             self._wait(want_write=False)
             self._receive()
+
+
+def _poll(fd, want_write, timeout):
+    """Wait up to ``timeout`` seconds; return (readable, writable).
+
+    A hang-up or an error counts as readable, so that the next recv()
+    reports it.  poll() is used where it exists because select() fails on
+    descriptors above 1023.
+    """
+    if not hasattr(select, 'poll'):
+        readable, writable, _ = select.select(
+            [fd], [fd] if want_write else [], [], timeout)
+        return bool(readable), bool(writable)
+    poller = select.poll()
+    read_mask = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+    poller.register(fd, read_mask | (select.POLLOUT if want_write else 0))
+    events = poller.poll(max(1, int(timeout * 1000 + 0.999)))
+    mask = 0
+    for _, event in events:
+        mask |= event
+    return bool(mask & read_mask), bool(mask & select.POLLOUT)
 
 
 def _find_head_end(data):
