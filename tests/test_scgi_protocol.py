@@ -63,7 +63,6 @@ def netstring(payload):
     (b'05:', 'leading zero'),
     (b':', 'invalid netstring length'),
     (b'3:a\x00b;', 'does not end with a comma'),
-    (netstring(b'CONTENT_LENGTH\x003\x00'), 'SCGI header is missing'),
     (netstring(b'SCGI\x001\x00CONTENT_LENGTH\x00'), 'has no value'),
     (netstring(b'SCGI\x001\x00CONTENT_LENGTH\x000\x00'), 'first header is'),
     (netstring(b'CONTENT_LENGTH\x00x\x00SCGI\x001\x00'), 'invalid CONTENT_LENGTH'),
@@ -76,6 +75,13 @@ def test_parser_rejects_invalid(data, message):
     with pytest.raises(scgi.ProtocolError) as info:
         parser.feed(data)
     assert message in str(info.value)
+
+
+def test_parser_accepts_missing_scgi_header():
+    # nginx sends no SCGI header unless configured to.
+    parser = scgi.HeaderParser()
+    assert parser.feed(netstring(b'CONTENT_LENGTH\x003\x00REQUEST_METHOD\x00PUT\x00') + b'abc')
+    assert parser.content_length == 3
 
 
 def test_parser_rejects_oversized_header():

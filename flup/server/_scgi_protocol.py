@@ -4,7 +4,7 @@ An SCGI request (the SCGI protocol specification, version 1, by Neil
 Schemenauer) is a netstring ``<length>:<headers>,`` followed by the body.
 The headers are ``name NUL value NUL`` pairs; the first must be
 CONTENT_LENGTH, a decimal count of body bytes, and one must be ``SCGI``
-with the value ``1``.  The response is a CGI response, and the server
+with the value ``1`` (this codec also accepts a request without it).  The response is a CGI response, and the server
 closes the connection after it.
 
 Everything here works on bytes and raises :class:`ProtocolError` for
@@ -143,8 +143,9 @@ def check_headers(pairs):
         seen.add(name)
         if name == b'SCGI' and value != b'1':
             raise ProtocolError('unsupported SCGI version %r' % value[:20])
-    if b'SCGI' not in seen:
-        raise ProtocolError('the SCGI header is missing')
+    # The SCGI header is required by the specification, but nginx sends it
+    # only when configured with "scgi_param SCGI 1", so a missing one is
+    # accepted.
     return int(first_value)
 
 
