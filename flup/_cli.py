@@ -373,16 +373,17 @@ class _Runner(object):
                      '%s (development only)', front.url, PROTOCOL_NAMES[PROTOCOL],
                      _describe(self.args.bind))
 
-    def run(self):
+    def make_server(self):
+        """Build a server; an invalid combination of options raises ValueError."""
         module = importlib.import_module(
             SERVER_MODULES[PROTOCOL][self.args.model])
         server_class = _server_class(module, self.on_listening)
-        while True:
-            server = server_class(self.application,
-                                  **_server_keywords(self.args))
-            if not server.run():
-                return
+        return server_class(self.application, **_server_keywords(self.args))
+
+    def run(self, server):
+        while server.run():
             log.info('SIGHUP received: restarting the server')
+            server = self.make_server()
 
 
 def _describe(address):
@@ -392,7 +393,7 @@ def _describe(address):
     return 'unix:%s' % address
 
 
-def _start_front(args):
+def _make_front(args):
     from flup._devhttp import DevHTTPServer
     client = CLIENTS[PROTOCOL](client_address(args.bind))
     return DevHTTPServer(client, args.http_host, args.http)
@@ -410,15 +411,19 @@ def main(argv=None):
     logging.basicConfig(level=getattr(logging, args.log_level),
                         format=LOG_FORMAT, stream=sys.stderr)
     runner = _Runner(args, application)
+    try:
+        server = runner.make_server()
+    except ValueError as error:
+        parser.error('invalid combination of options: %s' % error)
     if args.http is not None:
         try:
-            runner.front = _start_front(args)
+            runner.front = _make_front(args)
         except (socket.error, OSError) as error:
             log.error('cannot listen for HTTP on %s: %s',
                       _describe((args.http_host, args.http)), error)
             return 1
     try:
-        runner.run()
+        runner.run(server)
     except (socket.error, OSError) as error:
         if runner.listening:
             raise

@@ -355,6 +355,7 @@ def test_missing_module_is_a_usage_error(run_flup):
     (['--umask', '999'], 'invalid umask'),
     (['--read-timeout', '0'], 'invalid duration'),
     (['--log-level', 'loud'], 'invalid log level'),
+    (['--model', 'prefork', '--min-spare', '10'], 'invalid combination'),
 ])
 def test_invalid_option_is_rejected(run_flup, args, message):
     command = run_flup(args)
