@@ -160,6 +160,12 @@ def env(environ, start_response):
     return _json_response(start_response, '200 OK', document)
 
 
+def wsgi_flags(environ, start_response):
+    """Return wsgi.multithread, wsgi.multiprocess and wsgi.run_once as JSON."""
+    names = ('wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once')
+    return _json_response(start_response, '200 OK', dict((name, environ.get(name)) for name in names))
+
+
 def slow_body(environ, start_response):
     """Read the body one byte every 10 ms, then report the byte count."""
     remaining = _content_length(environ)
@@ -184,6 +190,7 @@ APPS = {
     'raise': raise_error,
     'env': env,
     'slow_body': slow_body,
+    'wsgi_flags': wsgi_flags,
 }
 
 
