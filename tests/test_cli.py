@@ -244,6 +244,19 @@ def test_demo_through_http_front(run_flup, model):
     assert procinfo.session_pids(command.sid) == []
 
 
+@pytest.mark.parametrize('model', MODELS)
+def test_sigint_exits_cleanly(run_flup, model):
+    http_port = free_port()
+    command = run_flup(['--bind', '127.0.0.1:%d' % free_port(),
+                        '--http', str(http_port), '--model', model])
+    wait_http(command, 'http://127.0.0.1:%d/' % http_port)
+    started = time.time()
+    command.process.send_signal(signal.SIGINT)
+    assert command.wait_exit(STOP_TIMEOUT) == 0, command.log_text()
+    assert time.time() - started < STOP_TIMEOUT
+    assert 'Traceback' not in command.log_text()
+
+
 def test_demo_shows_request_headers_escaped(run_flup):
     http_port = free_port()
     command = run_flup(['--bind', '127.0.0.1:%d' % free_port(),

@@ -11,6 +11,7 @@ from __future__ import absolute_import
 import gc
 import hashlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -338,6 +339,20 @@ def test_concurrent_requests(client):
     for thread in threads:
         thread.join(30)
     assert results == [True] * 8
+
+
+@pytest.mark.parametrize('model', ['threaded', 'prefork', 'single'])
+def test_server_process_models(server_factory, model):
+    server = server_factory(model, 'echo')
+    body = os.urandom(BIG)
+    result = call(FCGIApp(connect=server.address),
+                  make_environ('POST', '/sub/process', body=body))
+    assert result.status == '200 OK'
+    document = json.loads(result.body.decode('utf-8'))
+    assert document['method'] == 'POST'
+    assert document['PATH_INFO'] == '/sub/process'
+    assert document['body_length'] == BIG
+    assert document['body_sha1'] == sha1(body)
 
 
 @pytest.mark.parametrize('keywords', [

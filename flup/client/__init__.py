@@ -1,0 +1,1 @@
+"""WSGI applications that forward each request to a FastCGI or SCGI backend."""
