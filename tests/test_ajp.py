@@ -171,7 +171,6 @@ def test_ajp_debug_page_shows_traceback():
     (wire.ajp_packet(b'\x02\x63' + b'\x00' * 20), 400),
     (wire.ajp_packet(b'\x02\x02\x00\x08HTTP/1.1'), 400),
     (wire.ajp_packet(b'\x63'), None),
-    (wire.ajp_packet(b''), None),
 ])
 def test_ajp_bad_packet_gets_clear_error(data, reply_status, caplog):
     caplog.set_level(logging.WARNING, logger='flup.server.ajp_base')
@@ -191,6 +190,17 @@ def test_ajp_bad_packet_gets_clear_error(data, reply_status, caplog):
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert 'invalid AJP' in warnings[0]
+
+
+def test_ajp_stray_end_of_body_packet_is_ignored():
+    with wire.RunningServer(ajp.WSGIServer, hello_app) as running:
+        sock = wire.connect(running.address)
+        try:
+            sock.sendall(wire.ajp_forward_request() + wire.ajp_body(b''))
+            assert wire.ajp_read_response(sock).body == b'hello'
+            assert exchange(running.address, sock=sock).body == b'hello'
+        finally:
+            sock.close()
 
 
 def test_ajp_partial_packet_times_out(caplog):

@@ -224,6 +224,10 @@ class Connection(object):
 
     def _handle_message(self, payload):
         """Act on one message; return False when the connection should end."""
+        if not payload:
+            # An end-of-body packet for a request without a body, which
+            # lighttpd's mod_ajp13 sends; there is nothing to do.
+            return True
         kind = message_type(payload)
         if kind == FORWARD_REQUEST:
             return self._handle_request(payload)
