@@ -437,3 +437,64 @@ def test_module_demo_cgi_post_upload(server_python):
     output, errors = process.communicate(body)
     assert output.startswith(b'Status: 200'), (output[:300], errors)
     assert ('cgi.bin, %d bytes' % len(content)).encode('ascii') in output
+
+
+# The demo application called directly.
+
+def call_demo(environ):
+    from flup import demo
+    captured = []
+    body = b''.join(demo.application(
+        environ, lambda status, headers: captured.append(status)))
+    return captured[0], body
+
+
+def demo_environ(**extra):
+    environ = {'REQUEST_METHOD': 'GET', 'SCRIPT_NAME': '/app',
+               'PATH_INFO': '/page', 'QUERY_STRING': '',
+               'wsgi.input': io.BytesIO(b'')}
+    environ.update(extra)
+    return environ
+
+
+def test_demo_decodes_utf8_header():
+    raw = u'caf\xe9 <b>'.encode('utf-8')
+    value = raw if sys.version_info[0] == 2 else raw.decode('latin-1')
+    status, body = call_demo(demo_environ(HTTP_X_NAME=value))
+    assert status == '200 OK'
+    assert u'caf\xe9 &lt;b&gt;'.encode('utf-8') in body
+
+
+def test_demo_shows_script_name():
+    status, body = call_demo(demo_environ())
+    assert b'<tr><th>SCRIPT_NAME</th><td><code>/app</code></td></tr>' in body
+    assert b'action="/app/page"' in body
+
+
+def test_demo_rejects_oversized_body():
+    from flup import demo
+    status, _ = call_demo(demo_environ(
+        REQUEST_METHOD='POST', CONTENT_LENGTH=str(demo.MAX_BODY_BYTES + 1)))
+    assert status == '413 Request Entity Too Large'
+
+
+def test_demo_reports_invalid_multipart():
+    body = b'--b\r\nContent-Disposition: form-data; name="f"\r\n\r\nno end'
+    status, page = call_demo(demo_environ(
+        REQUEST_METHOD='POST', CONTENT_LENGTH=str(len(body)),
+        CONTENT_TYPE='multipart/form-data; boundary=b',
+        **{'wsgi.input': io.BytesIO(body)}))
+    assert status == '200 OK'
+    assert b'Invalid multipart body' in page
+
+
+def test_parse_multipart_quoted_boundary_and_names():
+    from flup import demo
+    body = multipart(b'q b', b'na\\"me.txt', b'12345')
+    content_type, params = demo._parse_header_params(
+        'multipart/form-data; boundary="q b"')
+    assert content_type == 'multipart/form-data'
+    assert params['boundary'] == 'q b'
+    parts = demo.parse_multipart(body, b'q b')
+    assert parts[0] == {'name': 'note', 'filename': None, 'size': 6}
+    assert parts[1] == {'name': 'file', 'filename': 'na"me.txt', 'size': 5}
