@@ -16,6 +16,7 @@ all clients connect to loopback only.
 from __future__ import absolute_import
 
 import signal
+import socket
 import time
 
 import pytest
@@ -36,6 +37,10 @@ DRAIN_BOUND = 10.0
 # Seconds within which run() must return after SIGTERM.
 SIGTERM_BOUND = 10.0
 
+# Seconds the fixture waits after SIGTERM before it kills a server.  Only
+# the SIGTERM tests check how a server stops, so this bound stays short.
+CLEANUP_STOP_TIMEOUT = 3.0
+
 RESET_COUNT = 20
 
 
@@ -55,7 +60,7 @@ def servers():
     started = []
     yield started
     for server in started:
-        server.stop(timeout=SIGTERM_BOUND)
+        server.stop(timeout=CLEANUP_STOP_TIMEOUT)
 
 
 def get_request(query=''):
@@ -311,7 +316,7 @@ def test_sigterm_prefork(servers, keep_connection):
 
 
 # ---------------------------------------------------------------------------
-# Defaults and protocol answers
+# Defaults and protocol replies
 
 GET_VALUES_NAMES = [fcgi_wire.MAX_CONNS, fcgi_wire.MAX_REQS,
                     fcgi_wire.MPXS_CONNS]
@@ -329,7 +334,7 @@ def query_values(server):
     ('prefork', False, '0'),
 ])
 def test_get_values_positive(servers, model, multiplexed, expected_mpxs):
-    """FCGI_GET_VALUES answers all three names with positive values."""
+    """FCGI_GET_VALUES_RESULT contains all three names with positive values."""
     server = start_server(model, 'hello', multiplexed=multiplexed)
     servers.append(server)
     values = query_values(server)
@@ -380,7 +385,7 @@ def test_prefork_spawns_for_busy_children(servers):
         for client in clients:
             client.close()
 
-    # One child answers at about 1, 2 and 3 s; enough children at about 1 s.
+    # One child replies at about 1, 2 and 3 s, enough children at about 1 s.
     assert elapsed < 2.5, 'three 1 s requests took %.1f s' % elapsed
 
 
@@ -401,7 +406,8 @@ def test_prefork_sigusr1_replaces_children(servers):
         return children and not set(children) & set(before)
 
     assert procinfo.wait_until(replaced, 15.0, interval=0.1), \
-        'children %r still %r; log:\n%s' % (before, procinfo.child_pids(server.pid), server.log_text())
+        'children %r not replaced after 15 s, now %r; log:\n%s' % (
+            before, procinfo.child_pids(server.pid), server.log_text())
     assert server.is_running()
     for _ in range(5):
         assert answer_one(server).status == 200
@@ -412,7 +418,6 @@ def test_prefork_ignores_multiplexed(servers):
     """multiplexed=True on the prefork server still gives one request per connection."""
     server = start_server('prefork', 'sleep', multiplexed=True)
     servers.append(server)
-    assert query_values(server)[fcgi_wire.MPXS_CONNS] == '0'
 
     with fcgi_wire.Client(server.address) as client:
         client.send(fcgi_wire.begin(1, keep_conn=True)
@@ -433,6 +438,7 @@ def test_prefork_ignores_multiplexed(servers):
     assert first.status == 200
     for _ in range(3):
         assert answer_one(server, 't=0').status == 200
+    assert query_values(server)[fcgi_wire.MPXS_CONNS] == '0'
 
 
 @pytest.mark.defaults
@@ -442,9 +448,12 @@ def test_prefork_ignores_multiplexed(servers):
     ('FALSE', True, '0'),
     ('No', True, '0'),
     ('1', False, '1'),
+    (' on ', False, '1'),
+    # Blank counts as unset, so the argument decides.
+    ('', True, '1'),
 ])
 def test_flup_multiplexed_overrides_argument(servers, value, multiplexed, expected_mpxs):
-    """FLUP_MULTIPLEXED decides the mode whatever the multiplexed argument says."""
+    """FLUP_MULTIPLEXED sets the mode whatever the multiplexed argument is."""
     server = start_server('threaded', 'hello', multiplexed=multiplexed,
                           env={'FLUP_MULTIPLEXED': value})
     servers.append(server)
@@ -469,3 +478,43 @@ def test_flup_multiplexed_invalid_value():
     assert 'exited with status' in message
     assert 'FLUP_MULTIPLEXED' in message
     assert 'maybe' in message
+
+
+@pytest.mark.defaults
+@pytest.mark.parametrize('multiplexed', [False, True])
+def test_threaded_no_deprecated_api(servers, multiplexed):
+    """With DeprecationWarning as an error the threaded server starts, serves and stops."""
+    server = start_server('threaded', 'hello', multiplexed=multiplexed,
+                          env={'PYTHONWARNINGS': 'error::DeprecationWarning'})
+    servers.append(server)
+
+    assert answer_one(server).status == 200
+    assert server.stop(timeout=SIGTERM_BOUND), 'still running %.0f s after SIGTERM' % SIGTERM_BOUND
+    assert server.returncode == 0, 'exit status %r' % (server.returncode,)
+
+
+@pytest.mark.defaults
+@pytest.mark.parametrize('model, bind, allowed', [
+    ('threaded', 'unix', '127.0.0.1'),
+    ('prefork', 'unix', '127.0.0.1'),
+    ('threaded', 'tcp6', '::1'),
+])
+def test_web_server_addrs_peers(servers, model, bind, allowed):
+    """FCGI_WEB_SERVER_ADDRS admits listed IPv6 peers and every Unix socket peer."""
+    server = ServerProcess(model, 'hello', bind=bind,
+                           env={'FCGI_WEB_SERVER_ADDRS': allowed}).start()
+    servers.append(server)
+
+    assert answer_one(server).status == 200
+
+
+@pytest.mark.defaults
+def test_web_server_addrs_refuses_others(servers):
+    """A TCP peer that FCGI_WEB_SERVER_ADDRS does not list gets no answer."""
+    server = start_server('threaded', 'hello', env={'FCGI_WEB_SERVER_ADDRS': '127.0.0.2'})
+    servers.append(server)
+
+    with fcgi_wire.Client(server.address) as client:
+        # The close may arrive as EOF (PeerClosed) or as a reset of the send.
+        with pytest.raises((fcgi_wire.PeerClosed, socket.error)):
+            client.request(get_request(), timeout=5.0)

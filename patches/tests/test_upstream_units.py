@@ -29,7 +29,8 @@ sys.path.insert(0, TARGET)
 from flup.server import fcgi_base  # noqa: E402
 
 if not os.path.realpath(fcgi_base.__file__).startswith(TARGET + os.sep):
-    raise ImportError('flup was imported from %s, not from FLUP_TEST_TARGET=%s'
+    raise ImportError('flup was imported from %s, not from FLUP_TEST_TARGET=%s; '
+                      'remove the other flup from sys.path'
                       % (fcgi_base.__file__, TARGET))
 
 # The repository root goes last, so that its own flup cannot shadow the target.
@@ -136,7 +137,8 @@ def test_thread_start_failure_overloaded(monkeypatch):
     """A multiplexed request whose thread cannot start ends with FCGI_OVERLOADED."""
     monkeypatch.delenv('FLUP_MULTIPLEXED', raising=False)
     server = fcgi_base.BaseFCGIServer(hello, multiplexed=True)
-    # Only fcgi_base sees these stand-ins; the test's own threads still start.
+    # The stand-ins replace names in fcgi_base only, so the test's own
+    # threads still start.
     monkeypatch.setattr(fcgi_base, '_thread', types.SimpleNamespace(
         start_new_thread=fail_start_new_thread, error=RuntimeError,
         allocate_lock=threading.Lock))

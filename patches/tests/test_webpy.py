@@ -27,7 +27,8 @@ import web.httpserver  # noqa: E402
 import web.wsgi  # noqa: E402
 
 if not os.path.realpath(web.__file__).startswith(TARGET + os.sep):
-    raise ImportError('web was imported from %s, not from WEBPY_TEST_TARGET=%s'
+    raise ImportError('web was imported from %s, not from WEBPY_TEST_TARGET=%s; '
+                      'remove the other web.py from sys.path'
                       % (web.__file__, TARGET))
 
 # Variables that make runwsgi choose FastCGI, CGI or a port by themselves.
