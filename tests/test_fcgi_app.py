@@ -686,8 +686,9 @@ def php_backend():
         handle.write(PHP_SCRIPT)
     port = free_port()
     env = dict(os.environ, PHP_FCGI_CHILDREN='0', PHP_FCGI_MAX_REQUESTS='0')
-    process = subprocess.Popen([php_cgi, '-b', '127.0.0.1:%d' % port],
-                               env=env, stdin=open(os.devnull, 'rb'))
+    with open(os.devnull, 'rb') as devnull:
+        process = subprocess.Popen([php_cgi, '-b', '127.0.0.1:%d' % port],
+                                   env=env, stdin=devnull)
     deadline = time.time() + 10
     while time.time() < deadline:
         assert process.poll() is None, 'php-cgi exited with %s' % process.returncode
