@@ -58,9 +58,10 @@ class _LogStream(object):
 class _RequestHandler(simple_server.WSGIRequestHandler):
     def log_message(self, format, *args):
         # NOTE: only DEBUG here, because under the prefork model this thread
-        # runs in the parent while it forks.  On Python 2.7 and 3.6 a child
-        # forked while this thread holds a logging handler lock deadlocks on
-        # its first log line.  The FastCGI side logs each request anyway.
+        # runs in the parent while it forks.  Python 2.7 and 3.6 do not reset
+        # logging locks in a forked child (3.7 added that), so a child forked
+        # while this thread holds one can hang on its first log line.  The
+        # FastCGI side logs each request anyway.
         log.debug('%s %s', self.client_address[0], format % args)
 
     def get_environ(self):
