@@ -663,7 +663,8 @@ $body = file_get_contents('php://input');
 echo "method=" . $_SERVER['REQUEST_METHOD'] . "\\n";
 echo "length=" . strlen($body) . "\\n";
 echo "sha1=" . sha1($body) . "\\n";
-echo "x-test=" . (isset($_SERVER['HTTP_X_TEST']) ? $_SERVER['HTTP_X_TEST'] : '') . "\\n";
+$test = isset($_SERVER['HTTP_X_TEST']) ? $_SERVER['HTTP_X_TEST'] : '';
+echo "x-test=" . $test . "\\n";
 if (isset($_GET['big'])) { echo str_repeat('p', (int)$_GET['big']); }
 error_log('php stderr line');
 """
