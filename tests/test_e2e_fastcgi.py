@@ -397,3 +397,27 @@ def test_lighttpd_bin_path_spawns_fd0(lighttpd_factory, server_python, variant):
     # lighttpd writes the spawned server's standard error to its error log.
     log = wait_for_text(lighttpd.error_log_text, 'serving FastCGI on the socket on descriptor 0')
     assert 'serving FastCGI on the socket on descriptor 0' in log
+
+
+def test_lighttpd_app_error_page(server_factory, lighttpd_factory, backend_of):
+    server = server_factory('threaded', 'raise', bind='tcp')
+    lighttpd = lighttpd_factory(fastcgi=backend_of(server))
+    status, headers, body = webservers.http_get(lighttpd.url + '/fails')
+    assert status == 500
+    assert SECRET.encode('ascii') not in body
+    # lighttpd writes FCGI_STDERR to its error log, one line per line of text.
+    error_log = wait_for_text(lighttpd.error_log_text, SECRET)
+    assert 'FastCGI-stderr' in error_log
+    assert 'RuntimeError: %s' % SECRET in error_log
+
+
+def test_apache_app_error_page(server_factory, apache_factory, backend_of):
+    server = server_factory('threaded', 'raise', bind='tcp')
+    apache = apache_factory(backend_of(server), proxy='fcgi')
+    status, headers, body = webservers.http_get(apache.url + '/fails')
+    assert status == 500
+    assert SECRET.encode('ascii') not in body
+    # mod_proxy_fcgi writes FCGI_STDERR to the error log.
+    error_log = wait_for_text(apache.error_log_text, SECRET)
+    assert 'AH01071' in error_log
+    assert SECRET in error_log
