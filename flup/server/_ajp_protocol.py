@@ -10,7 +10,7 @@ NUL; the length 0xFFFF stands for a missing string.
 The web server sends FORWARD_REQUEST (2), SHUTDOWN (7), PING (8) and
 CPING (10) messages, and request body packets, whose payload is a 16-bit
 length and that many bytes, the length 0 marking the end of the body.
-The container answers with SEND_BODY_CHUNK (3), SEND_HEADERS (4),
+The container responds with SEND_BODY_CHUNK (3), SEND_HEADERS (4),
 END_RESPONSE (5), GET_BODY_CHUNK (6) and CPONG_REPLY (9).
 
 Invalid input raises :class:`ProtocolError`.
@@ -97,8 +97,8 @@ class ForwardRequest(object):
 
     Strings are bytes except ``method`` (a native str); ``remote_host``
     may be None.  ``headers`` is a list of ``(lower-case name, value)``
-    byte pairs; ``attributes`` maps attribute names to bytes (an integer
-    for ``ssl_key_size``); ``request_attributes`` is the list of
+    byte pairs.  ``attributes`` maps attribute names to bytes, or to an
+    integer for ``ssl_key_size``.  ``request_attributes`` is the list of
     ``req_attribute`` name and value byte pairs.
     """
 

@@ -3,9 +3,9 @@
 SCGI and AJP differ from FastCGI in the same ways: they bind their own
 socket (with a default address), filter peers with ``allowedServers``,
 keep upstream's ``scriptName`` and ``loggingLevel`` keywords and serve one
-request at a time per connection.  :class:`GatewayServer` holds that
-configuration; :class:`GatewayRequest` runs one request through the WSGI
-gateway of :mod:`flup.server._wsgi`; :class:`BodyInput` is the
+request at a time per connection.  :class:`GatewayServer` stores that
+configuration, :class:`GatewayRequest` runs one request through the WSGI
+gateway of :mod:`flup.server._wsgi`, and :class:`BodyInput` is the
 ``wsgi.input`` of both protocols.
 """
 
@@ -35,7 +35,7 @@ DEFAULT_READ_TIMEOUT = 60.0
 # Seconds the server waits for running requests when it shuts down.
 DEFAULT_GRACE_PERIOD = 5.0
 
-# Bytes asked of the socket per read of a request body.
+# Maximum bytes requested from the socket per read of a request body.
 RECV_SIZE = 65536
 
 

@@ -2,9 +2,9 @@
 
 An SCGI request (the SCGI protocol specification, version 1, by Neil
 Schemenauer) is a netstring ``<length>:<headers>,`` followed by the body.
-The headers are ``name NUL value NUL`` pairs; the first must be
-CONTENT_LENGTH, a decimal count of body bytes, and one must be ``SCGI``
-with the value ``1`` (this codec also accepts a request without it).  The response is a CGI response, and the server
+The headers are ``name NUL value NUL`` pairs.  The first must be
+CONTENT_LENGTH, a decimal count of body bytes.  One must be ``SCGI`` with
+the value ``1``, but this codec also accepts a request without it.  The response is a CGI response, and the server
 closes the connection after it.
 
 Everything here works on bytes and raises :class:`ProtocolError` for
@@ -18,9 +18,10 @@ import re
 
 # The netstring length is a decimal number of at most this many digits.
 MAX_LENGTH_DIGITS = 10
-# Maximum size of the header netstring, in bytes.  nginx refuses request
-# headers over 32 KiB by default (large_client_header_buffers 4 8k), so
-# 1 MiB leaves room for any web server's headers while bounding memory.
+# Maximum size of the header netstring, in bytes.  nginx rejects HTTP
+# request headers that do not fit in 4 buffers of 8 KiB by default
+# (large_client_header_buffers), so 1 MiB leaves room for the headers of
+# any usual web server setup while bounding memory.
 MAX_HEADERS_LENGTH = 1 << 20
 
 _DIGITS = re.compile(br'^[0-9]+$')
@@ -31,7 +32,7 @@ _UNIQUE = (b'CONTENT_LENGTH', b'SCGI')
 class ProtocolError(Exception):
     """The peer sent bytes that break the SCGI protocol.
 
-    ``status`` is the HTTP status a server answers with.
+    ``status`` is the HTTP status a server responds with.
     """
 
     status = '400 Bad Request'
@@ -41,7 +42,7 @@ class HeaderParser(object):
     """Collect bytes until the header netstring is complete.
 
     ``feed(data)`` returns False while more bytes are needed and True once
-    the netstring is complete; ``headers`` is then the list of
+    the netstring is complete.  Then ``headers`` is the list of
     ``(name, value)`` byte pairs, ``content_length`` the body size and
     ``rest`` the bytes that followed the netstring (the start of the
     body).  Invalid input raises :class:`ProtocolError`.

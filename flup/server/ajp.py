@@ -32,7 +32,7 @@ class WSGIServer(BaseAJPServer, ThreadedServer):
     Takes the keywords of :class:`~flup.server.ajp_base.BaseAJPServer`
     (``allowedServers`` defaults to None here: any peer) plus the thread
     pool's ``minSpare``, ``maxSpare`` and ``maxThreads``.  Each kept
-    connection holds a pool thread while it waits for its next request.
+    connection occupies a pool thread while it waits for its next request.
     """
 
     def __init__(self, application, scriptName='', environ=None,

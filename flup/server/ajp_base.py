@@ -1,14 +1,14 @@
 """AJP 1.3 for WSGI applications: the parts every process model shares.
 
-:class:`BaseAJPServer` holds the configuration; :class:`Connection` serves
+:class:`BaseAJPServer` stores the configuration, and :class:`Connection` serves
 the requests a web server (Apache httpd's mod_proxy_ajp, lighttpd's
 mod_ajp13) sends on one connection, one after another.  The front modules
 combine the base with a process model: ``ajp`` (threads) and ``ajp_fork``
 (processes).
 
 Every wait on the web server is bounded by ``readTimeout``, including the
-wait for the next request on a kept connection; web servers reconnect when
-they find a pooled connection closed.
+wait for the next request on a kept connection.  Web servers reconnect
+when they find a pooled connection closed.
 """
 
 from __future__ import absolute_import
@@ -99,8 +99,8 @@ def forward_request_params(request):
 class Packet(object):
     """One AJP packet, for code that reads or writes packets itself.
 
-    ``read(sock)`` receives a packet from the web server into ``data``
-    (raising EOFError at end of file and ProtocolError for a wrong magic);
+    ``read(sock)`` receives a packet from the web server into ``data``.  It
+    raises EOFError at end of file and ProtocolError for a wrong magic.
     ``write(sock)`` sends ``data`` as a container packet.
     """
 
@@ -313,8 +313,8 @@ class Connection(object):
             length = None
         elif length is None:
             length = 0
-        # mod_proxy_ajp sends the first body packet unasked, right after
-        # the request; the container asks for the rest with GET_BODY_CHUNK.
+        # mod_proxy_ajp sends the first body packet unrequested, right after
+        # the request.  The container requests the rest with GET_BODY_CHUNK.
         self._unsolicited_chunk = chunked or length > 0
         self._input = InputStream(self._fetch_body, length)
         environ = server.build_request_environ(
@@ -448,7 +448,7 @@ class BaseAJPServer(GatewayServer):
     ``scriptName``
         Where the application is mounted (default ``''``, the root).  AJP
         sends only the request URI, so SCRIPT_NAME is this value and
-        PATH_INFO the rest of the path; a path outside it is passed whole
+        PATH_INFO the rest of the path.  A path outside it is passed whole
         as PATH_INFO.
     ``environ``
         A dict of extra keys copied into every WSGI environ.

@@ -1,7 +1,7 @@
 """Plain CGI gateway: run a WSGI application once per process.
 
 The web server starts the program for each request with the request in
-the environment and the body on standard input; the response goes to
+the environment and the body on standard input.  The response goes to
 standard output.  Typical use in a CGI script::
 
     from flup.server.cgi import WSGIServer

@@ -1,7 +1,7 @@
 """Paste Deploy server runners for the FastCGI, SCGI and AJP servers.
 
-setup.py declares them as ``paste.server_runner`` entry points, so an ini
-file can say::
+setup.py declares them as ``paste.server_runner`` entry points, and an
+ini file selects one with ``use``::
 
     [server:main]
     use = egg:flup#fcgi_thread

@@ -1,8 +1,8 @@
 """SCGI for WSGI applications: the parts every process model shares.
 
-:class:`BaseSCGIServer` holds the configuration; :class:`Connection` reads
-one request from the web server, runs it and closes the connection, as
-SCGI has one request per connection.  The front modules combine the base
+:class:`BaseSCGIServer` stores the configuration.  :class:`Connection`
+reads one request from the web server, runs it and closes the connection,
+because SCGI has one request per connection.  The front modules combine the base
 with a process model: ``scgi`` (threads) and ``scgi_fork`` (processes).
 
 Every wait on the web server is bounded by ``readTimeout``: a connection
@@ -33,7 +33,7 @@ __all__ = ['BaseSCGIServer', 'Connection', 'Request', 'ProtocolError',
 
 log = logging.getLogger(__name__)
 
-# Bytes asked of the socket per read of the header netstring.
+# Maximum bytes requested from the socket per read of the header netstring.
 _HEADER_RECV_SIZE = 8192
 
 
