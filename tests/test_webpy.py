@@ -20,6 +20,7 @@ Python 3.6 to 3.9, where no tested web.py release installs, the tests skip.
 from __future__ import absolute_import, print_function
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -259,15 +260,16 @@ def test_webpy_get_and_post(deploy, kind, server_python):
     ('nginx-argv', {}),
     ('lighttpd-argv', {}),
     ('lighttpd-bin-path', {}),
-    # Classic lighttpd set-up for a root mount: the first path segment as
-    # SCRIPT_NAME, which web.py then ignores because REAL_SCRIPT_NAME is set.
+    # A common lighttpd set-up for a root mount: without fix-root-scriptname
+    # lighttpd puts the path into SCRIPT_NAME, and REAL_SCRIPT_NAME makes
+    # web.py use an empty prefix instead.
     ('lighttpd-bin-path', {'fix_root_scriptname': False, 'bin_environment': {'REAL_SCRIPT_NAME': ''}}),
 ])
 def test_webpy_paths_at_root(deploy, kind, options):
     site = deploy(kind, lighttpd_options=options)
     for path in ('/info', '/info/', '/echo'):
         status, _, body = http_get(site.url + path)
-        # /info/ and GET /echo have no handler, so web.py answers 404 and 405.
+        # /info/ and GET /echo have no handler, so web.py returns 404 and 405.
         expected = {'/info': 200, '/info/': 404, '/echo': 405}[path]
         assert status == expected, (path, body)
     info = get_json(site.url + '/info?a=b')
@@ -284,6 +286,73 @@ def test_webpy_paths_under_prefix(deploy, kind):
     assert info['script_name'] == '/app'
     assert info['path_info'] == '/info'
     status, _, body = http_get(site.url + '/app/')
+    assert status == 200
+    assert body == b'hello from web.py\n'
+
+
+DOCS_PATH = os.path.join(REPO_ROOT, 'docs', 'webpy.md')
+DOCUMENTED_PASS = 'fastcgi_pass 127.0.0.1:9000;'
+NGINX_FASTCGI_PARAMS = '/etc/nginx/fastcgi_params'  # from Debian's nginx-common
+
+
+def documented_nginx_locations():
+    """Return ``{prefix: body}`` for each nginx location block in docs/webpy.md."""
+    with io.open(DOCS_PATH, encoding='utf-8') as docs:
+        text = docs.read()
+    locations = {}
+    for block in re.findall(r'```nginx\n(.*?)```', text, re.S):
+        match = re.match(r'\s*location\s+(\S+)\s*\{(.*)\}\s*$', block, re.S)
+        assert match, 'invalid nginx block in %s:\n%s' % (DOCS_PATH, block)
+        locations[match.group(1)] = match.group(2)
+    return locations
+
+
+class DocumentedNginx(webservers.Nginx):
+    """nginx serving one location block copied from docs/webpy.md.
+
+    The block's ``fastcgi_pass`` is pointed at the wrapper's upstream and
+    ``include fastcgi_params`` at the system file, because the test
+    configuration lives in a private folder.
+    NOTE: this overrides the wrapper's private _location_header and
+    _location_body, and relies on its upstream being named flup_backend.
+    """
+
+    def __init__(self, prefix, body, **options):
+        webservers.Nginx.__init__(self, **options)
+        assert DOCUMENTED_PASS in body, body
+        self.documented_prefix = prefix
+        self.documented_body = (body.replace('include fastcgi_params;', 'include %s;' % NGINX_FASTCGI_PARAMS)
+                                .replace(DOCUMENTED_PASS, 'fastcgi_pass flup_backend;'))
+
+    def _location_header(self):
+        return 'location %s' % self.documented_prefix
+
+    def _location_body(self):
+        return self.documented_body
+
+
+def test_webpy_documented_nginx_config(request, workdir, server_python, webpy_target):
+    locations = documented_nginx_locations()
+    assert sorted(locations) == ['/', '/app/']
+    app = _track(request, webpy.WebpyApp(server_python, webpy_target, workdir, mode='argv'))
+    app.start()
+    backend = '%s:%d' % app.address
+
+    root = _track(request, DocumentedNginx('/', locations['/'], fastcgi=backend,
+                                           workdir=os.path.join(workdir, 'root')))
+    root.start()
+    info = get_json(root.url + '/info')
+    assert info['ctx_path'] == '/info'
+    assert info['ctx_homepath'] == ''
+    root.stop()
+
+    mounted = _track(request, DocumentedNginx('/app/', locations['/app/'], fastcgi=backend,
+                                              workdir=os.path.join(workdir, 'mounted')))
+    mounted.start()
+    info = get_json(mounted.url + '/app/info')
+    assert info['ctx_path'] == '/info'
+    assert info['ctx_homepath'] == '/app'
+    status, _, body = http_get(mounted.url + '/app/')
     assert status == 200
     assert body == b'hello from web.py\n'
 
@@ -416,6 +485,15 @@ def test_webpy_aborted_clients_release_resources(deploy, kind, setting):
 
 # -- errors --------------------------------------------------------------------
 
+def wait_for_text(read_log, text, timeout=10.0):
+    """Return ``read_log()`` once it contains ``text``, or '' after ``timeout`` seconds."""
+    def read_if_found():
+        log = read_log()
+        return log if text in log else ''
+
+    return procinfo.wait_until(read_if_found, timeout)
+
+
 def _assert_generic_page(body):
     text = body.decode('utf-8', 'replace')
     assert SECRET_MARKER not in text
@@ -433,8 +511,7 @@ def test_webpy_handler_error_page(deploy, kind):
     status, _, body = http_get(site.url + '/boom')
     assert status == 500
     _assert_generic_page(body)
-    web_log = procinfo.wait_until(
-        lambda: SECRET_MARKER in site.web_server_log_text() and site.web_server_log_text(), 10.0)
+    web_log = wait_for_text(site.web_server_log_text, SECRET_MARKER)
     assert web_log, site.log_text()
     assert 'Traceback' in web_log
 
@@ -444,8 +521,7 @@ def test_webpy_handler_error_page(deploy, kind):
     _assert_generic_page(body)
     assert b'Internal Server Error' in body
     assert headers['content-type'].startswith('text/html')
-    log = procinfo.wait_until(
-        lambda: 'middleware failed: ' + SECRET_MARKER in site.log_text() and site.log_text(), 10.0)
+    log = wait_for_text(site.log_text, 'middleware failed: ' + SECRET_MARKER)
     assert log, site.log_text()
     assert 'ERROR flup.server' in log
     assert 'application error in request' in log

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import procinfo
 from .servers import REPO_ROOT, connect, free_port, kill_session
@@ -122,9 +123,10 @@ def _pip_install(python, version, target):
 def app_environment(webpy_target, extra=None):
     """Return the environment for the web.py app: this flup first, then web.py.
 
-    FLUP_MULTIPLEXED, SERVER_SOFTWARE and PHP_FCGI_CHILDREN are removed from
-    the inherited environment because they change what web.py and flup do;
-    ``extra`` sets them again where a test wants them.
+    FLUP_MULTIPLEXED, SERVER_SOFTWARE, PHP_FCGI_CHILDREN, FCGI_FORCE_CGI and
+    REAL_SCRIPT_NAME change what web.py and flup do, so they are removed
+    from the inherited environment.  ``extra`` sets them where a test wants
+    them.
     """
     environ = dict(os.environ)
     for name in ('FLUP_MULTIPLEXED', 'SERVER_SOFTWARE', 'PHP_FCGI_CHILDREN', 'FCGI_FORCE_CGI',
@@ -149,8 +151,7 @@ class WebpyApp(object):
       TCP address itself;
     - ``'spawn-fcgi'``: ``spawn-fcgi`` creates the listening socket
       (``socket_kind`` ``'tcp'`` or ``'unix'``) and runs
-      ``python app.py fastcgi`` with it as descriptor 0, as web.py's
-      deployment notes describe.
+      ``python app.py fastcgi`` with it as descriptor 0.
 
     lighttpd's bin-path, the third way, is started by
     ``webservers.Lighttpd(bin_path=...)``; see ``bin_path_argv``.
@@ -225,7 +226,7 @@ class WebpyApp(object):
             else:
                 probe.close()
                 return
-            procinfo.wait_until(lambda: False, 0.05)
+            time.sleep(0.05)
         self.stop()
         raise AppStartError('the web.py app did not accept connections on %r within %.0f s '
                             '(last error: %s); log:\n%s'

@@ -9,7 +9,7 @@ Run it the ways web.py applications are deployed::
 
 web.py imports ``flup.server.fcgi`` itself, so ``PYTHONPATH`` decides which
 flup serves: the tests put the repository root first.  The same file runs
-on web.py 0.39 (Python 2.7) and 0.62 or 0.76 (Python 3).
+on web.py 0.39 (Python 2.7) and 0.76 (Python 3.10 and later).
 
 Routes:
 
@@ -21,7 +21,7 @@ Routes:
 ``POST /echo``
     JSON: the length and SHA-256 of the request body.
 ``GET /sleep?seconds=S``
-    Sleeps S seconds (at most 10), then answers.
+    Sleeps S seconds (at most 10), then responds.
 ``GET /boom``
     Raises in the handler; web.py catches it and sends its own 500 page.
 ``GET /boom-wsgi``
