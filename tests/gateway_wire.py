@@ -191,7 +191,7 @@ def _take_string(payload, pos):
 def ajp_read_response(sock, body_chunks=(), max_packets=10000):
     """Read packets up to END_RESPONSE and return an AJPResponse.
 
-    Each GET_BODY_CHUNK is answered with the next item of ``body_chunks``
+    Each GET_BODY_CHUNK gets the next item of ``body_chunks``
     (bytes), or with the end-of-body packet when none is left.
     """
     chunks = list(body_chunks)

@@ -32,7 +32,7 @@ def model(request):
 
 def pool_kw(model, **extra):
     """Server keywords for ``model``.  Apache pools one connection per
-    worker thread, and each kept connection holds a prefork child, so the
+    worker thread, and each kept connection occupies a prefork child, so the
     prefork server gets room for a few."""
     if model == 'ajp-prefork':
         extra.setdefault('maxChildren', 8)

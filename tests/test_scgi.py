@@ -1,7 +1,7 @@
 """The SCGI servers over real sockets: requests, limits, errors and hang-ups.
 
-In-process tests run flup.server.scgi in a thread of the test process;
-process tests start flup.server.scgi and scgi_fork through serve.py and
+In-process tests run flup.server.scgi in a thread of the test process.
+Process tests start flup.server.scgi and scgi_fork through serve.py and
 count the threads and descriptors of the server's process tree.
 """
 
