@@ -191,8 +191,8 @@ def _take_string(payload, pos):
 def ajp_read_response(sock, body_chunks=(), max_packets=10000):
     """Read packets up to END_RESPONSE and return an AJPResponse.
 
-    Each GET_BODY_CHUNK gets the next item of ``body_chunks``
-    (bytes), or with the end-of-body packet when none is left.
+    Each GET_BODY_CHUNK gets the next item of ``body_chunks`` (bytes) in
+    reply, or the end-of-body packet when none is left.
     """
     chunks = list(body_chunks)
     response = AJPResponse()
