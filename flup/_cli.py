@@ -1,4 +1,4 @@
-"""The ``flup`` command: serve a WSGI application over FastCGI.
+"""The ``flup`` command: serve a WSGI application over FastCGI, SCGI or AJP.
 
 ``python -m flup [MODULE:CALLABLE]`` (or the ``flup`` console script) binds
 a FastCGI socket and serves the named application, or the demo from
@@ -31,7 +31,7 @@ __all__ = ['main', 'build_parser', 'parse_bind', 'load_application']
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = 'fcgi'  # the only protocol until the command takes --protocol
+PROTOCOLS = ('fcgi', 'scgi', 'ajp')
 
 SERVER_MODULES = {
     'fcgi': {
@@ -39,13 +39,25 @@ SERVER_MODULES = {
         'prefork': 'flup.server.fcgi_fork',
         'single': 'flup.server.fcgi_single',
     },
+    'scgi': {
+        'threaded': 'flup.server.scgi',
+        'prefork': 'flup.server.scgi_fork',
+    },
+    'ajp': {
+        'threaded': 'flup.server.ajp',
+        'prefork': 'flup.server.ajp_fork',
+    },
 }
 
-PROTOCOL_NAMES = {'fcgi': 'FastCGI'}
+PROTOCOL_NAMES = {'fcgi': 'FastCGI', 'scgi': 'SCGI', 'ajp': 'AJP'}
 
 MODELS = ('threaded', 'prefork', 'single')
 
-DEFAULT_BIND = '127.0.0.1:9000'
+# The usual port of each protocol: FastCGI has none, SCGI and AJP keep
+# upstream flup's defaults.
+DEFAULT_BINDS = {'fcgi': '127.0.0.1:9000', 'scgi': '127.0.0.1:4000',
+                 'ajp': '127.0.0.1:8009'}
+DEFAULT_BIND = DEFAULT_BINDS['fcgi']
 DEMO_APPLICATION = 'flup.demo:application'
 
 # (argparse dest, WSGIServer keyword, models that take it).
@@ -66,8 +78,14 @@ def _fcgi_client(address):
     return FCGIApp(connect=address)
 
 
+def _scgi_client(address):
+    from flup.client.scgi_app import SCGIApp
+    return SCGIApp(connect=address)
+
+
 # The WSGI client that the --http front forwards through, per protocol.
-CLIENTS = {'fcgi': _fcgi_client}
+# flup has no AJP client, so --http is not available with AJP.
+CLIENTS = {'fcgi': _fcgi_client, 'scgi': _scgi_client}
 
 
 # Parsing.
@@ -157,8 +175,9 @@ def _parse_log_level(text):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='flup',
-        description='Serve a WSGI application over FastCGI.  Without '
-                    'MODULE:CALLABLE the built-in demo page is served.',
+        description='Serve a WSGI application over FastCGI, SCGI or AJP.  '
+                    'Without MODULE:CALLABLE the built-in demo page is '
+                    'served.',
         epilog='Example: flup --http 8080 serves the demo over FastCGI on '
                '%s and opens an HTTP front on http://127.0.0.1:8080/.  '
                'SIGINT and SIGTERM stop the server, SIGHUP restarts it.'
@@ -179,11 +198,17 @@ def _add_server_arguments(parser):
              'CALLABLE defaults to "application" and the current directory '
              'is searched first (default: the demo, %s)' % DEMO_APPLICATION)
     parser.add_argument(
-        '--bind', type=parse_bind, default=parse_bind(DEFAULT_BIND),
-        metavar='ADDRESS',
-        help='FastCGI listening address: HOST:PORT, [IPV6]:PORT, or a Unix '
-             'socket path (unix:PATH, or any value with a "/") '
-             '(default: %s)' % DEFAULT_BIND)
+        '--protocol', choices=PROTOCOLS, default='fcgi',
+        help='protocol the web server speaks: fcgi (FastCGI), scgi or ajp '
+             '(AJP 1.3); scgi and ajp take the threaded and prefork models '
+             '(default: fcgi)')
+    parser.add_argument(
+        '--bind', type=parse_bind, default=None, metavar='ADDRESS',
+        help='listening address: HOST:PORT, [IPV6]:PORT, or a Unix socket '
+             'path (unix:PATH, or any value with a "/") (default: %s for '
+             'fcgi, %s for scgi, %s for ajp)'
+             % (DEFAULT_BINDS['fcgi'], DEFAULT_BINDS['scgi'],
+                DEFAULT_BINDS['ajp']))
     parser.add_argument(
         '--model', choices=MODELS, default='threaded',
         help='process model: threaded (a pool of threads), prefork (a pool '
@@ -220,7 +245,7 @@ def _add_front_arguments(parser):
     group.add_argument(
         '--http', type=_parse_port, default=None, metavar='PORT',
         help='also serve HTTP on this TCP port, forwarding each request '
-             'over FastCGI to the server; for development only '
+             'over FastCGI or SCGI to the server; for development only '
              '(default: off)')
     group.add_argument(
         '--http-host', default='127.0.0.1', metavar='HOST',
@@ -258,11 +283,21 @@ def _add_pool_arguments(parser):
 
 
 def _check_model_options(parser, args):
+    if args.bind is None:
+        args.bind = parse_bind(DEFAULT_BINDS[args.protocol])
+    if args.model not in SERVER_MODULES[args.protocol]:
+        parser.error('--model %s applies to --protocol fcgi only, not %s'
+                     % (args.model, args.protocol))
+    if args.http is not None and args.protocol not in CLIENTS:
+        parser.error('--http is not available with --protocol %s, which '
+                     'has no client in flup' % args.protocol)
     for dest, _, models in POOL_OPTIONS:
         if getattr(args, dest) is not None and args.model not in models:
             parser.error('--%s applies to --model %s only, not %s'
                          % (dest.replace('_', '-'), ' or '.join(models),
                             args.model))
+    if args.multiplexed and args.protocol != 'fcgi':
+        parser.error('--multiplexed applies to --protocol fcgi only')
     if args.multiplexed and args.model != 'threaded':
         parser.error('--multiplexed applies to --model threaded only, not %s'
                      % args.model)
@@ -370,15 +405,21 @@ class _Runner(object):
         if front is not None and not front.running:
             front.start()
             log.info('open %s in a browser: HTTP front forwarding to %s on '
-                     '%s (development only)', front.url, PROTOCOL_NAMES[PROTOCOL],
+                     '%s (development only)', front.url,
+                     PROTOCOL_NAMES[self.args.protocol],
                      _describe(self.args.bind))
 
     def make_server(self):
         """Build a server; an invalid combination of options raises ValueError."""
         module = importlib.import_module(
-            SERVER_MODULES[PROTOCOL][self.args.model])
+            SERVER_MODULES[self.args.protocol][self.args.model])
         server_class = _server_class(module, self.on_listening)
-        return server_class(self.application, **_server_keywords(self.args))
+        keywords = _server_keywords(self.args)
+        if self.args.protocol != 'fcgi':
+            # The SCGI and AJP servers set their logger's level from
+            # loggingLevel (INFO by default); follow --log-level instead.
+            keywords['loggingLevel'] = getattr(logging, self.args.log_level)
+        return server_class(self.application, **keywords)
 
     def run(self, server):
         while server.run():
@@ -395,7 +436,7 @@ def _describe(address):
 
 def _make_front(args):
     from flup._devhttp import DevHTTPServer
-    client = CLIENTS[PROTOCOL](client_address(args.bind))
+    client = CLIENTS[args.protocol](client_address(args.bind))
     return DevHTTPServer(client, args.http_host, args.http)
 
 
@@ -424,6 +465,9 @@ def main(argv=None):
             return 1
     try:
         runner.run(server)
+        if not runner.listening:
+            # The SCGI and AJP servers log a bind failure and return False.
+            return 1
     except (socket.error, OSError) as error:
         if runner.listening:
             raise
