@@ -40,6 +40,11 @@ log = logging.getLogger('flup.server.fcgi_base')
 # Bytes asked of the socket per read: one maximal record with its header.
 _RECV_SIZE = 65536 + 8
 
+# Seconds a connection that has served nothing yet waits for its first
+# request after a stop request.  Web servers send the request right after
+# connecting, so this only bounds the wait for a silent peer.
+_FIRST_REQUEST_WAIT = 1.0
+
 
 class TimeoutException(Exception):
     """The application ran longer than the fork server's ``timeout``."""
@@ -249,8 +254,22 @@ class Connection(object):
             if self._close_after_request or self._stopping:
                 return False
         if self.server_stop_requested():
-            return False
+            # A connection accepted just before the stop request (a prefork
+            # child asked to quit as it accepted) may already carry its
+            # first request: serve that instead of closing it unanswered.
+            return self._served == 0 and self._first_request_arriving()
         return True
+
+    def _first_request_arriving(self):
+        with self._state_lock:
+            if self._state.awaiting_input:
+                return True
+        # Just after accept() the web server may not have sent anything yet.
+        try:
+            return bool(wait_readable([self._sock.fileno()],
+                                      _FIRST_REQUEST_WAIT))
+        except (socket.error, OSError, ValueError):
+            return False
 
     def server_stop_requested(self):
         if self._stopping:
