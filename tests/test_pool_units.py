@@ -742,3 +742,26 @@ def test_idle_kept_connection_outlives_timeout(make_server, multiplexed):
     finally:
         served.client.close()
     assert served.finished.wait(WAIT)
+
+
+@pytest.mark.parametrize('multiplexed', [False, True])
+def test_stop_serves_first_request(make_server, multiplexed):
+    """A connection accepted just before a stop request still gets served.
+
+    A prefork child asked to quit while it accepts is in this state: the
+    web server has sent, or is about to send, its request.
+    """
+    server = make_server(hello_app, multiplexed=multiplexed)
+    server.shutdown()
+    served = Served(server)
+    try:
+        time.sleep(0.2)
+        served.send_request(1, body=b'')
+        response = served.end_of(1)
+
+        assert response.protocol_status == fcgi_wire.REQUEST_COMPLETE
+        assert response.body == b'hello'
+        assert served.client.closed_by_peer(timeout=WAIT)
+    finally:
+        served.client.close()
+    assert served.finished.wait(WAIT)
