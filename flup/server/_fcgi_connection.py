@@ -561,9 +561,16 @@ class MultiplexedConnection(Connection):
 
     def __init__(self, sock, addr, server, timeout=None):
         Connection.__init__(self, sock, addr, server, timeout)
+        self._wake_read = self._wake_write = None
+
+    def run(self):
+        # The wake-up pipe is made here and closed by _finish, so that a
+        # connection the server builds but never runs (no free thread)
+        # holds no descriptor.
         self._wake_read, self._wake_write = os.pipe()
         for fd in (self._wake_read, self._wake_write):
             set_cloexec(fd)
+        Connection.run(self)
 
     def _wait_fds(self):
         fds = Connection._wait_fds(self)
@@ -578,6 +585,8 @@ class MultiplexedConnection(Connection):
         Connection._on_wakeup(self)
 
     def _wake_reader(self):
+        if self._wake_write is None:
+            return
         try:
             os.write(self._wake_write, b'\x00')
         except OSError:
@@ -599,10 +608,13 @@ class MultiplexedConnection(Connection):
             Connection._finish(self)
         finally:
             for fd in (self._wake_read, self._wake_write):
+                if fd is None:
+                    continue
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+            self._wake_read = self._wake_write = None
 
 
 class _RequestJob(object):
