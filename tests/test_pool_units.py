@@ -14,6 +14,7 @@ from __future__ import absolute_import
 
 import errno
 import logging
+import os
 import re
 import socket
 import threading
@@ -765,3 +766,58 @@ def test_stop_serves_first_request(make_server, multiplexed):
     finally:
         served.client.close()
     assert served.finished.wait(WAIT)
+
+
+def open_fd_count():
+    return len(os.listdir('/proc/self/fd'))
+
+
+def test_rejected_connection_holds_no_fds(make_server):
+    """A multiplexed connection that the server builds and never runs, as
+    when the pool has no thread for it, leaves no descriptor open."""
+    server = make_server(hello_app, multiplexed=True)
+    socks = [socket.socketpair() for _ in range(10)]
+    try:
+        before = open_fd_count()
+        for sock, _ in socks:
+            server._connectionClass(sock, '', server, None)
+
+        assert open_fd_count() == before
+    finally:
+        for pair in socks:
+            for sock in pair:
+                sock.close()
+
+
+def test_pool_full_storm_no_fd_leak(tmp_path):
+    """Connections rejected because every thread is busy leak nothing."""
+    gate = threading.Event()
+    path = str(tmp_path / 'fcgi.sock')
+    server = fcgi.WSGIServer(blocking_app(gate), multiplexed=True,
+                             bindAddress=path, maxThreads=4, gracePeriod=0.5)
+    runner = start_thread(server.run)
+    clients = []
+    try:
+        assert wait_for(lambda: _connectable(path))
+        before = open_fd_count()
+        for _ in range(20):
+            client = fcgi_wire.Client(path, timeout=WAIT)
+            clients.append(client)
+            client.send(fcgi_wire.begin(1, keep_conn=True)
+                        + fcgi_wire.params(1, fcgi_wire.cgi_params())
+                        + fcgi_wire.stdin(1, b''))
+        for client in clients:
+            client.closed_by_peer(timeout=0.2)
+        gate.set()
+        for client in clients:
+            client.close()
+
+        assert wait_for(lambda: server.stats()['connections'] == 0)
+        assert wait_for(lambda: open_fd_count() <= before), \
+            '%d descriptors open, %d before' % (open_fd_count(), before)
+    finally:
+        gate.set()
+        for client in clients:
+            client.close()
+        server.shutdown()
+        runner.join(WAIT)
