@@ -428,3 +428,20 @@ def test_scgi_fork_timeout_ends_long_request(servers):
 def test_scgi_errno_helper_names():
     # The in-use test above depends on errno naming the bind failure.
     assert errno.errorcode[errno.EADDRINUSE] == 'EADDRINUSE'
+
+
+@pytest.mark.hangup
+def test_scgi_fork_silent_connections_dropped(servers):
+    server = start(servers, 'scgi-prefork', 'hello', readTimeout=1, maxChildren=4)
+    socks = [wire.connect(server.address, timeout=8.0) for _ in range(3)]
+    started = time.time()
+    try:
+        results = [s.recv(10) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    assert results == [b''] * 3
+    assert time.time() - started < 6.0
+    raw = wire.scgi_exchange(server.address, wire.cgi_params())
+    assert parse_cgi_response(raw)[2] == b'Hello, world!\n'
+    assert server.log_text().count('within readTimeout=1 s') >= 3
