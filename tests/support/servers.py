@@ -8,6 +8,8 @@ children included), and records whether the server exited by itself.
 
 from __future__ import absolute_import, print_function
 
+import ctypes
+import ctypes.util
 import errno
 import io
 import os
@@ -29,6 +31,25 @@ BIND_KINDS = ('tcp', 'tcp6', 'unix', 'fd0', 'fd0-unix')
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_UNIX_PATH = 107
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+# Loaded once here, because loading a library between fork and exec is unsafe.
+_libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+
+
+def session_preexec(death_signal):
+    """Return a ``preexec_fn`` that starts a new session and sets the parent-death signal.
+
+    The child gets ``death_signal`` when the thread that started it exits,
+    so a test run killed from outside does not leave servers behind.  Start
+    long-lived servers from a thread that lives as long as they should.
+    """
+    def preexec():
+        os.setsid()
+        _libc.prctl(PR_SET_PDEATHSIG, int(death_signal), 0, 0, 0)
+    return preexec
 
 
 def free_port(host='127.0.0.1'):
@@ -218,10 +239,11 @@ class ServerProcess(object):
             else:
                 self.address = self._choose_address()
                 bind_spec = format_bind(self.address)
-            # os.setsid puts the server and its prefork children in one session for stop().
+            # A new session holds the server and its prefork children for stop().
             self.process = subprocess.Popen(
                 self.command(bind_spec), stdin=stdin, stdout=log_file, stderr=log_file,
-                env=self.environment(), cwd=self.workdir, preexec_fn=os.setsid, close_fds=True)
+                env=self.environment(), cwd=self.workdir,
+                preexec_fn=session_preexec(signal.SIGKILL), close_fds=True)
         finally:
             log_file.close()
             if self._listen_socket is not None:

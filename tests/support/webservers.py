@@ -25,7 +25,7 @@ import time
 from six.moves import http_client
 from six.moves.urllib.parse import urlsplit
 
-from .servers import free_port, kill_session
+from .servers import free_port, kill_session, session_preexec
 
 NGINX = '/usr/sbin/nginx'
 LIGHTTPD = '/usr/sbin/lighttpd'
@@ -121,9 +121,10 @@ class WebServer(object):
     def _spawn(self):
         output = io.open(self.output_path, 'ab')
         try:
+            # SIGTERM on the death of the test process lets the server stop its own workers.
             return subprocess.Popen(self.command(), stdin=open(os.devnull, 'rb'), stdout=output,
                                     stderr=output, cwd=self.workdir, env=self.environment(),
-                                    preexec_fn=os.setsid, close_fds=True)
+                                    preexec_fn=session_preexec(signal.SIGTERM), close_fds=True)
         finally:
             output.close()
 
