@@ -298,6 +298,17 @@ def nginx_upstream(server):
             [(EXAMPLE_TCP, '127.0.0.1:%d' % backend_port(server))])
 
 
+def params_set_host_without_port():
+    """Return whether Debian's fastcgi_params sends HTTP_HOST as $host, as nginx.md says.
+
+    Debian's package has the line since 1.22.1-9+deb12u6 (its changelog
+    says so); older versions and other distributions lack it.
+    """
+    with io.open(NGINX_FASTCGI_PARAMS, encoding='utf-8') as params:
+        lines = [line.split() for line in params if line.strip().startswith('fastcgi_param')]
+    return ['fastcgi_param', 'HTTP_HOST', '$host;'] in lines
+
+
 @pytest.mark.parametrize('bind', ['tcp', 'unix'])
 def test_nginx_docs_root(server_factory, start_web_server, workdir, bind):
     server = server_factory('threaded', 'echo', bind=bind)
@@ -307,6 +318,9 @@ def test_nginx_docs_root(server_factory, start_web_server, workdir, bind):
         workdir=os.path.join(workdir, 'nginx')))
     check_echo(nginx.url, '/a/b', '', '/a/b')
     check_echo(nginx.url, '/', '', '/')
+    if params_set_host_without_port():
+        status, headers, body = webservers.http_get(nginx.url + '/host')
+        assert load_json(body)['headers']['HTTP_HOST'] == '127.0.0.1'
     # keepalive with fastcgi_keep_conn: the requests above share one connection.
     connections = procinfo.wait_until(lambda: len(fastcgi_connections(server)) == 1, 10)
     assert connections
@@ -546,8 +560,10 @@ def test_lighttpd_docs_bin_path(app_dir, server_python, start_web_server, workdi
     start_web_server(lighttpd)
     check_echo(lighttpd.url, '/spawned/x', '', '/spawned/x')
     # The launcher's log lines reach lighttpd's error log through standard error.
-    assert procinfo.wait_until(
-        lambda: 'serving FastCGI on the socket on descriptor 0' in lighttpd.error_log_text(), 10)
+    started_line = 'serving FastCGI on the socket on descriptor 0'
+    assert procinfo.wait_until(lambda: started_line in lighttpd.error_log_text(), 10)
+    # bin-environment reached the process: FLUP_MULTIPLEXED=0 chose the mode.
+    assert 'multiplexing off (set by FLUP_MULTIPLEXED)' in lighttpd.error_log_text()
 
 
 # -- apache.md --------------------------------------------------------------------------

@@ -250,7 +250,9 @@ def test_nginx_app_error_page(start_flup, nginx_factory, backend_of):
     error_log = wait_for_text(nginx.error_log_text, SECRET)
     assert 'FastCGI sent in stderr' in error_log
     assert SECRET in error_log
+    # flup also logs the traceback at ERROR level under the 'flup' logger.
     server_log = wait_for_text(server.log_text, SECRET)
+    assert ' ERROR flup.' in server_log
     assert 'Traceback' in server_log
     assert 'RuntimeError: %s' % SECRET in server_log
     # The kept connection still serves the next request.
