@@ -80,6 +80,22 @@ def test_ajp_post_body_fetched_with_get_body_chunk():
     assert all(0 < size <= 8186 for size in response.body_requests)
 
 
+def test_ajp_chunked_body_is_requested_from_the_start():
+    pieces = [b'a' * 5000, b'b' * 3, b'c' * 8000]
+    with wire.RunningServer(ajp.WSGIServer, echo_app) as running:
+        sock = wire.connect(running.address)
+        try:
+            # No body packet follows the request: the body is chunked.
+            sock.sendall(wire.ajp_forward_request(
+                method='POST', headers=[('Transfer-Encoding', 'chunked')]))
+            response = wire.ajp_read_response(sock, pieces)
+        finally:
+            sock.close()
+    assert response.body == b'POST||/||' + b''.join(pieces)
+    assert len(response.body_requests) == len(pieces) + 1
+    assert response.reuse is True
+
+
 def test_ajp_kept_connection_serves_several_requests_and_cping():
     with wire.RunningServer(ajp.WSGIServer, echo_app) as running:
         sock = wire.connect(running.address)

@@ -59,6 +59,50 @@ def test_apache_ajp_get_post(server_factory, apache_factory, backend_of, model):
     assert document['body_sha1'] == hashlib.sha1(payload).hexdigest()
 
 
+def test_apache_ajp_chunked_request_body(server_factory, apache_factory, backend_of, model):
+    server = server_factory(model, 'read_body', kw=pool_kw(model))
+    apache = apache_factory(backend_of(server), proxy='ajp')
+    pieces = [bytes(bytearray([65 + i % 26])) * 1000 for i in range(50)]
+    status, body = post_chunked(apache.port, '/chunked', pieces)
+    assert status == 200
+    assert body == b'50000\n'
+
+
+def post_chunked(port, path, pieces):
+    """POST ``pieces`` with Transfer-Encoding: chunked; return (status, body).
+
+    Written on a raw socket because Python 2.7's httplib cannot send a
+    chunked request body.
+    """
+    body = b''.join(('%x\r\n' % len(piece)).encode('ascii') + piece + b'\r\n'
+                    for piece in pieces) + b'0\r\n\r\n'
+    head = ('POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n'
+            'Transfer-Encoding: chunked\r\n\r\n' % (path, port)).encode('ascii')
+    sock = wire.connect(('127.0.0.1', port), timeout=20.0)
+    try:
+        sock.sendall(head + body)
+        response = wire.read_until_close(sock)
+    finally:
+        sock.close()
+    head, _, content = response.partition(b'\r\n\r\n')
+    status = int(head.split(b' ', 2)[1])
+    if b'transfer-encoding: chunked' in head.lower():
+        content = decode_chunked(content)
+    return status, content
+
+
+def decode_chunked(data):
+    chunks = []
+    for _ in range(100000):
+        size_line, _, data = data.partition(b'\r\n')
+        size = int(size_line.split(b';')[0], 16)
+        if size == 0:
+            return b''.join(chunks)
+        chunks.append(data[:size])
+        data = data[size + 2:]
+    raise ValueError('chunked response did not end')
+
+
 def test_apache_ajp_streamed_response(server_factory, apache_factory, backend_of, model):
     server = server_factory(model, 'stream', kw=pool_kw(model))
     apache = apache_factory(backend_of(server), proxy='ajp')

@@ -314,8 +314,9 @@ class Connection(object):
         elif length is None:
             length = 0
         # mod_proxy_ajp sends the first body packet unrequested, right after
-        # the request.  The container requests the rest with GET_BODY_CHUNK.
-        self._unsolicited_chunk = chunked or length > 0
+        # the request, unless the body is chunked.  The container requests
+        # the rest with GET_BODY_CHUNK.
+        self._unsolicited_chunk = not chunked and length > 0
         self._input = InputStream(self._fetch_body, length)
         environ = server.build_request_environ(
             params, self._input, {'flup.disconnected': self.is_disconnected})
