@@ -374,6 +374,50 @@ def test_ajp_hangups_leave_nothing_behind(servers, model):
         assert server.leftover_pids == []
 
 
+def reset_mid_packet(address):
+    sock = wire.connect(address)
+    try:
+        sock.sendall(wire.ajp_forward_request()[:9])
+        time.sleep(0.02)
+    finally:
+        wire.reset_close(sock)
+
+
+def reset_while_app_runs(address):
+    sock = wire.connect(address)
+    try:
+        sock.sendall(wire.ajp_forward_request(query='t=0.2'))
+        time.sleep(0.05)
+    finally:
+        wire.reset_close(sock)
+
+
+@pytest.mark.hangup
+@pytest.mark.parametrize('model', ['ajp-threaded', 'ajp-prefork'])
+def test_ajp_hangups_in_packet_and_during_app(servers, model):
+    server = start(servers, model, 'sleep', maxSpare=1)
+    exchange(server.address, query='t=0')
+    baseline = wire.settled_counts(server.pid)
+    for _ in range(8):
+        reset_mid_packet(server.address)
+        reset_while_app_runs(server.address)
+    counts = wire.wait_back_to(server.pid, baseline)
+    assert counts[0] <= baseline[0], 'threads left behind: %r > %r' % (counts, baseline)
+    assert counts[1] <= baseline[1], 'descriptors left behind: %r > %r' % (counts, baseline)
+    assert exchange(server.address, query='t=0').status == 200
+    log_text = server.log_text()
+    assert 'Traceback' not in log_text, log_text[log_text.find('Traceback') - 300:][:3000]
+
+
+def test_ajp_unix_socket(servers):
+    server = ServerProcess('ajp-threaded', 'echo', bind='unix')
+    servers.append(server)
+    server.start()
+    response = exchange(server.address, uri='/u')
+    assert response.status == 200
+    assert b'"path": "/u"' in response.body
+
+
 @pytest.mark.hangup
 @pytest.mark.parametrize('model', ['ajp-threaded', 'ajp-prefork'])
 def test_ajp_sigterm_with_kept_connection_open(servers, model):

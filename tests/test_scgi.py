@@ -392,6 +392,52 @@ def test_scgi_hangups_leave_nothing_behind(servers, model):
         assert server.leftover_pids == []
 
 
+def reset_mid_header(address):
+    """Send half of a request header, then reset."""
+    sock = wire.connect(address)
+    try:
+        sock.sendall(wire.scgi_request(wire.cgi_params())[:20])
+        time.sleep(0.02)
+    finally:
+        wire.reset_close(sock)
+
+
+def reset_while_app_runs(address):
+    """Send a whole request to an application that sleeps, then reset."""
+    sock = wire.connect(address)
+    try:
+        sock.sendall(wire.scgi_request(wire.cgi_params('GET', '/', 't=0.2')))
+        time.sleep(0.05)
+    finally:
+        wire.reset_close(sock)
+
+
+@pytest.mark.hangup
+@pytest.mark.parametrize('model', ['scgi-threaded', 'scgi-prefork'])
+def test_scgi_hangups_in_header_and_during_app(servers, model):
+    server = start(servers, model, 'sleep', maxSpare=1)
+    wire.scgi_exchange(server.address, wire.cgi_params('GET', '/', 't=0'))
+    baseline = wire.settled_counts(server.pid)
+    for _ in range(8):
+        reset_mid_header(server.address)
+        reset_while_app_runs(server.address)
+    counts = wire.wait_back_to(server.pid, baseline)
+    assert counts[0] <= baseline[0], 'threads left behind: %r > %r' % (counts, baseline)
+    assert counts[1] <= baseline[1], 'descriptors left behind: %r > %r' % (counts, baseline)
+    raw = wire.scgi_exchange(server.address, wire.cgi_params('GET', '/', 't=0'))
+    assert parse_cgi_response(raw)[0] == 200
+    log_text = server.log_text()
+    assert 'Traceback' not in log_text, log_text[log_text.find('Traceback') - 300:][:3000]
+
+
+def test_scgi_ipv6_bind(servers):
+    server = ServerProcess('scgi-threaded', 'hello', bind='tcp6')
+    servers.append(server)
+    server.start()
+    raw = wire.scgi_exchange(server.address[:2], wire.cgi_params())
+    assert parse_cgi_response(raw)[2] == b'Hello, world!\n'
+
+
 @pytest.mark.hangup
 @pytest.mark.parametrize('model', ['scgi-threaded', 'scgi-prefork'])
 def test_scgi_sigterm_with_silent_connection_open(servers, model):

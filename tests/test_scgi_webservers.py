@@ -1,5 +1,5 @@
-"""The SCGI servers behind real web servers: nginx ``scgi_pass`` and
-lighttpd ``mod_scgi``.
+"""The SCGI servers behind real web servers: nginx ``scgi_pass``, lighttpd
+``mod_scgi`` and Apache httpd ``mod_proxy_scgi``.
 
 Each test starts flup.server.scgi or scgi_fork with serve.py and sends
 HTTP requests to the web server in front of it.  A missing web server is
@@ -116,3 +116,9 @@ def test_lighttpd_scgi_app_error(server_factory, lighttpd_factory, backend_of):
     status, _, body = webservers.http_get(lighttpd.url + '/')
     assert status == 500
     assert SECRET.encode('ascii') not in body
+
+
+def test_apache_proxy_scgi_get_post(server_factory, apache_factory, backend_of, model):
+    server = server_factory(model, 'echo')
+    apache = apache_factory(backend_of(server), proxy='scgi')
+    check_requests(apache.url)
