@@ -4,8 +4,8 @@ An SCGI request (the SCGI protocol specification, version 1, by Neil
 Schemenauer) is a netstring ``<length>:<headers>,`` followed by the body.
 The headers are ``name NUL value NUL`` pairs.  The first must be
 CONTENT_LENGTH, a decimal count of body bytes.  One must be ``SCGI`` with
-the value ``1``, but this codec also accepts a request without it.  The response is a CGI response, and the server
-closes the connection after it.
+the value ``1``, but this codec also accepts a request without it.  The
+response is a CGI response, and the server closes the connection after it.
 
 Everything here works on bytes and raises :class:`ProtocolError` for
 invalid input, so it can be tested without sockets and used by both the
