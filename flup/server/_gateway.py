@@ -242,6 +242,10 @@ class GatewayServer(object):
         request.send_body(body, True)
 
 
+# Returned by GatewayRequest._start_alarm when no alarm was armed.
+_NO_ALARM = object()
+
+
 class GatewayRequest(object):
     """One request on an SCGI or AJP connection.
 
@@ -275,24 +279,23 @@ class GatewayRequest(object):
 
     def run(self):
         """Run the server's handler; log an application error and send 500."""
-        server = self.server
         old_alarm = self._start_alarm()
         try:
-            server.handler(self)
+            self.server.handler(self)
         except Exception as error:
+            # The alarm must not fire while the error page is sent.
             self._stop_alarm(old_alarm)
-            old_alarm = None
+            old_alarm = _NO_ALARM
             self._handle_exception(error)
         finally:
-            if old_alarm is not None:
-                self._stop_alarm(old_alarm)
+            self._stop_alarm(old_alarm)
 
     def _handle_exception(self, error):
         conn = self._conn
         if conn.is_disconnected():
-            server_logger = self.server.logger
-            server_logger.debug('request from %s ended by %s after the web '
-                                'server left', conn.peer, type(error).__name__)
+            self.server.logger.debug('request from %s ended by %s after the '
+                                     'web server left', conn.peer,
+                                     type(error).__name__)
             return
         self.server.logger.error('application error in the request from %s',
                                  conn.peer, exc_info=True)
@@ -308,16 +311,18 @@ class GatewayRequest(object):
                                % self._timeout)
 
     def _start_alarm(self):
+        """Arm SIGALRM for ``timeout``; return the handler it replaced."""
         if not self._timeout or not current_thread_is_main():
-            return False
+            return _NO_ALARM
         old = signal.signal(signal.SIGALRM, self.timeout_handler)
         signal.alarm(max(1, int(self._timeout)))
         return old
 
     def _stop_alarm(self, old):
-        if old is False:
+        if old is _NO_ALARM:
             return
         signal.alarm(0)
+        # signal.signal() returns None for a handler not set from Python.
         signal.signal(signal.SIGALRM, old if old is not None else signal.SIG_DFL)
 
 
@@ -425,14 +430,3 @@ class BodyInput(object):
         return line
 
     next = __next__  # Python 2.7
-
-    def discard_rest(self, max_bytes):
-        """Read and drop the unread body, up to ``max_bytes``; return True
-        when the body was read to its end."""
-        dropped = 0
-        self._buffer = b''
-        while not self.complete and dropped <= max_bytes:
-            self._fill(1)
-            dropped += len(self._buffer)
-            self._buffer = b''
-        return self.complete
