@@ -491,3 +491,15 @@ def test_scgi_fork_silent_connections_dropped(servers):
     raw = wire.scgi_exchange(server.address, wire.cgi_params())
     assert parse_cgi_response(raw)[2] == b'Hello, world!\n'
     assert server.log_text().count('within readTimeout=1 s') >= 3
+
+
+def test_scgi_fork_timeout_alarm_cancelled_after_fast_request(servers):
+    server = start(servers, 'scgi-prefork', 'hello', timeout=1, maxSpare=1)
+    raw = wire.scgi_exchange(server.address, wire.cgi_params())
+    assert parse_cgi_response(raw)[0] == 200
+    children = procinfo.child_pids(server.pid)
+    time.sleep(1.5)  # longer than timeout: a leftover alarm would have fired
+    raw = wire.scgi_exchange(server.address, wire.cgi_params())
+    assert parse_cgi_response(raw)[0] == 200
+    assert procinfo.child_pids(server.pid) == children
+    assert 'ran longer' not in server.log_text()
