@@ -420,16 +420,17 @@ def test_webpy_multiplexed_off_starts_no_request_threads(deploy, kind):
     for setting in ('0', '1'):
         site = deploy(kind, multiplexed=setting)
         assert http_get(site.url + '/')[0] == 200
-        idle = procinfo.thread_count(site.app_pid)
+        idle = steady_stats(site.app_pid)['threads']
         per_request = 2 if setting == '1' else 1
         peak, statuses = _peak_threads(site, 1 + per_request * CONCURRENT_SLEEPS)
         assert statuses == [200] * CONCURRENT_SLEEPS
         counts[setting] = {'idle': idle, 'peak': peak}
         site.stop()
-    # Off: one thread per request.  The idle pool threads (at least one)
-    # take the first requests, so the count grows by fewer than the requests.
+    # Off: one thread per request.  The idle pool threads (usually one) take
+    # the first requests.  The bound allows one more thread, in case the
+    # warm-up request's thread was still closing its connection.
     assert counts['0']['peak'] >= 1 + CONCURRENT_SLEEPS, counts
-    assert counts['0']['peak'] <= counts['0']['idle'] - 1 + CONCURRENT_SLEEPS, counts
+    assert counts['0']['peak'] <= counts['0']['idle'] + CONCURRENT_SLEEPS, counts
     # On: two threads per request.
     assert counts['1']['peak'] >= 1 + 2 * CONCURRENT_SLEEPS, counts
 
