@@ -95,6 +95,12 @@ def test_forward_request_stored_method():
     assert ajp.decode_forward_request(payload).method == 'PATCH'
 
 
+def test_forward_request_missing_uri_is_empty():
+    payload = payloads(wire.ajp_forward_request(uri='/x'))[0][0]
+    payload = payload.replace(b'\x00\x02/x\x00', b'\xff\xff')
+    assert ajp.decode_forward_request(payload).request_uri == b''
+
+
 def _truncations():
     payload = payloads(wire.ajp_forward_request(headers=[('X-A', 'b')]))[0][0]
     return [payload[:n] for n in range(1, len(payload))]

@@ -1,4 +1,5 @@
-"""The AJP 1.3 servers behind Apache httpd ``mod_proxy_ajp``.
+"""The AJP 1.3 servers behind Apache httpd ``mod_proxy_ajp`` and lighttpd
+``mod_ajp13``.
 
 Each test starts flup.server.ajp or ajp_fork with serve.py and sends HTTP
 requests to Apache in front of it.  A missing Apache is an error, never a
@@ -145,3 +146,17 @@ def test_apache_ajp_client_hangups(server_factory, apache_factory, backend_of, m
     assert counts[1] <= baseline[1] + 2
     assert 'Traceback' not in server.log_text()
 
+
+
+
+def test_lighttpd_ajp13_get(server_factory, lighttpd_factory, backend_of, model):
+    # lighttpd 1.4 sends no request URI for this prefix setup, so only the
+    # method and the query are checked.
+    server = server_factory(model, 'echo', kw=pool_kw(model))
+    lighttpd = lighttpd_factory(ajp13=backend_of(server))
+    for _ in range(3):
+        status, _, body = webservers.http_get(lighttpd.url + '/l?q=2')
+        assert status == 200
+        document = load_json(body)
+        assert document['method'] == 'GET'
+        assert document['QUERY_STRING'] == 'q=2'

@@ -214,7 +214,9 @@ def decode_forward_request(payload):
     request = ForwardRequest()
     method_code = reader.byte()
     request.protocol = reader.required_string('the protocol')
-    request.request_uri = reader.required_string('the request URI')
+    # lighttpd 1.4's mod_ajp13 sends a missing (0xFFFF) URI for requests at
+    # the root of an "ajp13.server" prefix with fix-root-scriptname.
+    request.request_uri = reader.string() or b''
     request.remote_addr = reader.string() or b''
     request.remote_host = reader.string()
     request.server_name = reader.string() or b''
@@ -267,7 +269,12 @@ def _decode_attributes(reader, request):
 
 
 def decode_body_chunk(payload):
-    """Return the bytes of a request body packet; b'' marks the end."""
+    """Return the bytes of a request body packet; b'' marks the end.
+
+    NOTE: lighttpd 1.4.69's mod_ajp13 sends body packets without the 16-bit
+    length, so its request bodies are rejected here with ProtocolError
+    rather than guessed at.
+    """
     if not payload:
         return b''
     reader = _Reader(payload)
