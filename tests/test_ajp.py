@@ -5,6 +5,7 @@ from __future__ import absolute_import
 
 import errno
 import logging
+import random
 import socket
 import time
 
@@ -440,3 +441,29 @@ def test_ajp_fork_app_error_gives_500(servers):
     assert response.status == 500
     assert b'boom-secret' not in response.body
     assert server.wait_for_log('application error in the request')
+
+
+def test_ajp_random_garbage_never_crashes(caplog):
+    caplog.set_level(logging.DEBUG, logger='flup.server.ajp_base')
+    rng = random.Random(13)
+    valid = wire.ajp_forward_request(**post_options(3)) + wire.ajp_body(b'abc')
+    with wire.RunningServer(ajp.WSGIServer, echo_app, readTimeout=2) as running:
+        for index in range(40):
+            if index % 2:
+                cut = rng.randint(0, len(valid))
+                data = valid[:cut] + bytes(bytearray(rng.randint(0, 255) for _ in range(30)))
+            else:
+                data = b'\x12\x34' + bytes(bytearray(rng.randint(0, 255)
+                                                     for _ in range(rng.randint(1, 200))))
+            sock = wire.connect(running.address)
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+                try:
+                    wire.read_until_close(sock)
+                except socket.error:
+                    pass  # a reset for unread input is fine
+            finally:
+                sock.close()
+        assert exchange(running.address).body == b'GET||/||'
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -10,6 +10,7 @@ from __future__ import absolute_import
 import errno
 import logging
 import os
+import random
 import socket
 import stat
 import time
@@ -503,3 +504,28 @@ def test_scgi_fork_timeout_alarm_cancelled_after_fast_request(servers):
     log_text = server.log_text()
     assert 'SIGALRM' not in log_text
     assert 'ran longer' not in log_text
+
+
+def test_scgi_random_garbage_never_crashes(caplog):
+    caplog.set_level(logging.DEBUG, logger='flup.server.scgi_base')
+    rng = random.Random(11)
+    valid = wire.scgi_request(wire.cgi_params('POST'), b'abc')
+    with wire.RunningServer(scgi.WSGIServer, echo_app, readTimeout=2) as running:
+        for index in range(40):
+            if index % 2:
+                cut = rng.randint(0, len(valid))
+                data = valid[:cut] + bytes(bytearray(rng.randint(0, 255) for _ in range(30)))
+            else:
+                data = bytes(bytearray(rng.randint(0, 255) for _ in range(rng.randint(1, 200))))
+            sock = wire.connect(running.address)
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+                try:
+                    wire.read_until_close(sock)
+                except socket.error:
+                    pass  # a reset for unread input is fine
+            finally:
+                sock.close()
+        assert request(running.address)[2] == b'GET||/|'
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
