@@ -9,7 +9,6 @@ are byte strings.
 from __future__ import absolute_import
 
 import errno
-import sys
 import threading
 import time
 

@@ -343,3 +343,16 @@ def test_run_application_unit():
 
     run_application(app, {'REQUEST_METHOD': 'GET'}, response)
     assert sent == [('200 OK', [('A', 'b')]), (b'one', False), (b'two', True)]
+
+
+def test_access_line_counts_error_page(caplog):
+    def app(environ, start_response):
+        raise RuntimeError('boom')
+
+    caplog.set_level(logging.INFO, logger='flup.access')
+    response = serve_one(app, wire.cgi_params(path='/broken'))
+    lines = [r.getMessage() for r in caplog.records if r.name == 'flup.access']
+    assert len(lines) == 1
+    method, path, status, size, _ = lines[0].split()
+    assert (method, path, status) == ('GET', '/broken', '500')
+    assert int(size) == len(response.body)

@@ -21,7 +21,6 @@ import threading
 import traceback
 
 from flup._compat import monotonic, to_native
-from flup.server import ClientDisconnected
 from flup.server._fcgi_protocol import (
     FCGI_GET_VALUES_RESULT, FCGI_KEEP_CONN, FCGI_NULL_REQUEST_ID,
     FCGI_OVERLOADED, FCGI_REQUEST_COMPLETE, FCGI_STDERR, FCGI_STDOUT,
@@ -34,6 +33,7 @@ from flup.server._fcgi_streams import (
 from flup.server._netio import (
     close_gracefully, close_quietly, describe_error, describe_peer,
     is_peer_loss, peer_ip, set_cloexec, shutdown_quietly, wait_readable)
+from flup.server._wsgi import log_access
 
 log = logging.getLogger('flup.server.fcgi_base')
 
@@ -74,6 +74,7 @@ class Request(object):
         self.aborted = False
         self.abort_reason = None
         self.ended = False
+        self.access_record = None
         self._timeout = timeout
 
     @property
@@ -114,6 +115,8 @@ class Request(object):
         if self.aborted:
             log.info('request %d from %s aborted: %s', self.requestId,
                      self.peer, self.abort_reason)
+        if self.access_record is not None:
+            log_access(*self.access_record)
 
     def _handle_exception(self, error):
         if self.aborted:

@@ -47,7 +47,7 @@ from flup.server._netio import (
 from flup.server._stats import ServerStats
 from flup.server._wsgi import (
     Response, build_environ, content_length, error_page, format_cgi_headers,
-    log_access, run_application)
+    run_application)
 
 __all__ = [
     'BaseFCGIServer', 'Connection', 'MultiplexedConnection', 'Request',
@@ -190,7 +190,9 @@ class BaseFCGIServer(object):
         """Turn multiplexing off for a process model that cannot do it."""
         if self.multiplexed:
             log.info('multiplexed=True is ignored by the %s server, which '
-                     'serves one request per connection at a time', model)
+                     'serves one request per connection at a time (it was '
+                     'set by %s)', model, self._multiplexed_source)
+            self._multiplexed_source = 'the %s process model' % model
         self.multiplexed = False
         self._connectionClass = Connection
 
@@ -302,21 +304,20 @@ class BaseFCGIServer(object):
                 req.stdout.write(data)
 
         response = Response(send_headers, send_body, lambda: req.aborted)
-        try:
-            run_application(self.application, environ, response)
-        except Exception:
-            if not response.headers_sent:
-                # error() is about to send the 500 page.
-                response.status = '500 Internal Server Error'
-            raise
-        finally:
-            log_access(environ, response, started)
+        # The request writes the access line once it has ended, after any
+        # error page.
+        req.access_record = (environ, response, started)
+        run_application(self.application, environ, response)
         return FCGI_REQUEST_COMPLETE, 0
 
     def error(self, req):
         """Write the 500 response for an application error to ``req.stdout``."""
         status, headers, body = error_page(self.debug, sys.exc_info())
         req.stdout.write(format_cgi_headers(status, headers) + body)
+        record = getattr(req, 'access_record', None)
+        if record is not None:
+            record[1].status = status
+            record[1].bytes_sent = len(body)
 
 
 def _positive_seconds(name, value):
@@ -424,6 +425,7 @@ class CGIRequest(Request):
         self.aborted = False
         self.abort_reason = None
         self.ended = False
+        self.access_record = None
         self._timeout = None
 
     @property
