@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -276,6 +277,27 @@ def test_server_process_prefork_children_reaped(server_factory, upstream_target)
     server.stop(timeout=5)
     # Whether upstream exits in time or not, no process of its session survives.
     assert procinfo.session_pids(server.pid) == []
+
+
+def test_server_process_retries_taken_port(server_factory, upstream_target, monkeypatch):
+    from tests.support import servers
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    blocker.bind(('127.0.0.1', 0))
+    blocker.listen(1)
+    taken_port = blocker.getsockname()[1]
+    ports = [taken_port]
+    real_free_port = servers.free_port
+
+    def first_port_taken(host='127.0.0.1'):
+        return ports.pop() if ports else real_free_port(host)
+
+    monkeypatch.setattr(servers, 'free_port', first_port_taken)
+    try:
+        server = server_factory('threaded', 'hello', target=upstream_target)
+    finally:
+        blocker.close()
+    assert server.address[1] != taken_port
+    assert server.address[1] in procinfo.listening_ports(server.pid)
 
 
 def test_server_process_bad_target(server_factory, workdir):

@@ -145,6 +145,23 @@ def _tcp_inode_states(pid):
     return states
 
 
+def listening_ports(pid):
+    """Return the set of TCP ports (IPv4 and IPv6) on which ``pid`` has a listening socket."""
+    inodes = _socket_inodes(pid)
+    ports = set()
+    for name in ('tcp', 'tcp6'):
+        try:
+            with open('/proc/%d/net/%s' % (pid, name)) as table:
+                lines = table.readlines()[1:]
+        except (IOError, OSError):
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == '0A' and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(':', 1)[1], 16))
+    return ports
+
+
 def _unix_inodes(pid):
     try:
         with open('/proc/%d/net/unix' % pid) as table:

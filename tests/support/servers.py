@@ -29,6 +29,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(SUPPORT_DIR))
 
 BIND_KINDS = ('tcp', 'tcp6', 'unix', 'fd0', 'fd0-unix')
 
+START_ATTEMPTS = 3  # ports tried when the chosen one was taken meanwhile
+
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_UNIX_PATH = 107
 
@@ -167,6 +169,8 @@ class ServerProcess(object):
         self.ready_timeout = ready_timeout
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix='flup-server-')
+        if not os.path.isdir(self.workdir):
+            os.makedirs(self.workdir)
         self.log_path = os.path.join(self.workdir, 'server-%s-%s.log' % (model, app))
         self.address = None
         self.process = None
@@ -227,7 +231,22 @@ class ServerProcess(object):
         return sock
 
     def start(self):
-        """Start serve.py and wait until it accepts a connection; return self."""
+        """Start serve.py and wait until it accepts a connection; return self.
+
+        A TCP port taken by another process between ``free_port()`` and the
+        server's bind is replaced by a new one, up to START_ATTEMPTS times.
+        """
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._spawn()
+            try:
+                self.wait_ready()
+                return self
+            except ServerStartError:
+                port_taken = 'Address already in use' in self.log_text()
+                if not (port_taken and self.bind in ('tcp', 'tcp6') and attempt < START_ATTEMPTS):
+                    raise
+
+    def _spawn(self):
         log_file = io.open(self.log_path, 'ab')
         try:
             stdin = subprocess.PIPE
@@ -249,15 +268,21 @@ class ServerProcess(object):
             if self._listen_socket is not None:
                 # The child has its own copy as standard input.
                 self._listen_socket.close()
+                self._listen_socket = None
         if self.process.stdin is not None:
             self.process.stdin.close()
-        self.wait_ready()
-        return self
+
+    def _is_listening(self):
+        if self.bind not in ('tcp', 'tcp6'):
+            return True  # The socket was made here or sits in a private folder.
+        # Another process may hold the port, so check that serve.py owns it.
+        return self.address[1] in procinfo.listening_ports(self.process.pid)
 
     def wait_ready(self):
         """Connect until the server accepts or ``ready_timeout`` passes.
 
-        The probe connection is closed at once without a request.
+        For TCP, the listening socket must also belong to serve.py.  The
+        probe connection is closed at once without a request.
         """
         deadline = time.time() + self.ready_timeout
         last_error = None
@@ -272,7 +297,9 @@ class ServerProcess(object):
                 last_error = exc
             else:
                 probe.close()
-                return
+                if self._is_listening():
+                    return
+                last_error = 'the port accepts, but serve.py does not listen on it'
             if time.time() >= deadline:
                 break
             time.sleep(0.05)
