@@ -25,6 +25,7 @@ import time
 from six.moves import http_client
 from six.moves.urllib.parse import urlsplit
 
+from . import procinfo
 from .servers import free_port, kill_session, session_preexec
 
 NGINX = '/usr/sbin/nginx'
@@ -138,7 +139,9 @@ class WebServer(object):
             probe.settimeout(1.0)
             try:
                 probe.connect(('127.0.0.1', self.port))
-                return True
+                # Another process may hold the port, so check that the server owns it.
+                if self.port in procinfo.listening_ports(self.process.pid):
+                    return True
             except (socket.error, OSError):
                 pass
             finally:
