@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -191,3 +192,38 @@ def test_bind_error_is_reported(server_factory):
         holder.close()
     assert process.returncode != 0
     assert b'Address already in use' in err
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_sigterm_with_stuck_application_returns(server_factory, model):
+    grace = 1.0
+    server = server_factory(model, 'sleep', kw={'gracePeriod': grace})
+    client = wire.Client(server.address)
+    try:
+        params = wire.cgi_params(method='GET', query='t=60')
+        client.send(wire.begin(1) + wire.params(1, params) + wire.stdin(1, b''))
+        # Give the server time to start the application.
+        time.sleep(0.5)
+        started = time.time()
+        server.send_signal(signal.SIGTERM)
+        stopped = procinfo.wait_until(lambda: not server.is_running(),
+                                      grace + 8.0)
+        elapsed = time.time() - started
+    finally:
+        client.close()
+    assert stopped, server.log_text()
+    assert elapsed < grace + 8.0
+    assert 'run() returned False' in server.log_text()
+
+
+def test_fork_timeout_ends_long_request(server_factory):
+    server = server_factory('prefork', 'sleep', kw={'timeout': 1})
+    params = wire.cgi_params(method='GET', query='t=30')
+    started = time.time()
+    with wire.Client(server.address, timeout=15.0) as client:
+        response = client.request(params)
+    assert time.time() - started < 10.0
+    assert response.status == 500
+    assert 'TimeoutException' in server.log_text()
+    with wire.Client(server.address) as client:
+        assert client.request(wire.cgi_params(query='t=0')).status == 200

@@ -74,7 +74,8 @@ class AcceptLoop(object):
     def _run_loop(self, sock, timeout=1.0):
         self._stopping = False
         self._reload = False
-        recorder = SignalRecorder([signal.SIGHUP, signal.SIGINT, signal.SIGTERM])
+        recorder = SignalRecorder([signal.SIGHUP, signal.SIGINT, signal.SIGTERM],
+                                  self._signal_recorded)
         self._recorder = recorder
         recorder.install()
         sock.setblocking(False)
@@ -95,6 +96,9 @@ class AcceptLoop(object):
                 self._recorder = None
                 recorder.close()
         return self._reload
+
+    def _signal_recorded(self, signum):
+        """Run inside the signal handler; subclasses may arm a timer."""
 
     def _handle_signal(self, signum):
         if signum == signal.SIGHUP:

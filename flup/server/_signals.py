@@ -22,14 +22,17 @@ log = logging.getLogger(__name__)
 class SignalRecorder(object):
     """Record signals for a main loop, and restore the old handlers after.
 
-    ``install`` does nothing but log one INFO line when called outside the
-    main thread, because Python allows signal handlers only there; the
+    ``on_record(signum)``, if given, is called inside the handler after
+    the signal is recorded; it must do no more than arm a timer or set a
+    flag.  ``install`` does nothing but log one INFO line when called
+    outside the main thread, because Python allows signal handlers only there; the
     server then serves without reacting to signals.  ``wakeup_fd`` is
     readable whenever a recorded signal has not been taken yet.
     """
 
-    def __init__(self, signals):
+    def __init__(self, signals, on_record=None):
         self._signals = list(signals)
+        self._on_record = on_record
         self._old_handlers = {}
         self._pending = []
         self._read_fd, self._write_fd = os.pipe()
@@ -74,6 +77,8 @@ class SignalRecorder(object):
     def _record(self, signum, frame):
         self._pending.append(signum)
         self.wake()
+        if self._on_record is not None:
+            self._on_record(signum)
 
     def wake(self):
         """Make ``wakeup_fd`` readable, as a signal would."""

@@ -2,9 +2,21 @@
 
 from __future__ import absolute_import
 
+import logging
+import signal
+
 from flup.server._mainloop import AcceptLoop
+from flup.server._netio import describe_peer
 
 __all__ = ['SingleServer']
+
+log = logging.getLogger(__name__)
+
+
+class GracePeriodExpired(BaseException):
+    """Raised into a job still running ``gracePeriod`` seconds after a stop
+    signal.  It derives from BaseException so that an application's
+    ``except Exception`` does not keep the server from stopping."""
 
 
 class SingleServer(AcceptLoop):
@@ -22,6 +34,8 @@ class SingleServer(AcceptLoop):
                             % ', '.join(sorted(kw)))
         self._jobClass = jobClass
         self._jobArgs = jobArgs
+        self._job_running = False
+        self._grace_timer_armed = False
         self._init_loop()
 
     @property
@@ -50,4 +64,38 @@ class SingleServer(AcceptLoop):
         return self._run_loop(sock, timeout)
 
     def _dispatch(self, client, addr):
-        self._make_job(client, addr).run()
+        self._job_running = True
+        try:
+            self._make_job(client, addr).run()
+        except GracePeriodExpired:
+            log.warning('the connection from %s was still busy %.1f s after '
+                        'the stop signal; its request was abandoned',
+                        describe_peer(addr),
+                        self.gracePeriod)
+        finally:
+            self._job_running = False
+            self._disarm_grace_timer()
+
+    def _signal_recorded(self, signum):
+        # The job runs in this thread, so nothing else can end an
+        # application that never returns.  A timer raises into it once the
+        # grace period is over.
+        if not self._job_running or self._grace_timer_armed:
+            return
+        if signum not in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            return
+        if not hasattr(signal, 'setitimer'):
+            return
+        self._grace_timer_armed = True
+        signal.signal(signal.SIGALRM, self._grace_expired)
+        signal.setitimer(signal.ITIMER_REAL, self.gracePeriod)
+
+    def _grace_expired(self, signum, frame):
+        if self._job_running:
+            raise GracePeriodExpired()
+
+    def _disarm_grace_timer(self):
+        if self._grace_timer_armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            self._grace_timer_armed = False
