@@ -7,13 +7,14 @@ import threading
 from flup._compat import PY2
 from flup.server import ClientDisconnected
 from flup.server._fcgi_protocol import encode_record, encode_stream
+from flup.server._wsgi import LineReader
 
 # A multiplexed request's input wait ends after this many read timeouts even
 # if the connection has not noticed anything, so no wait is unbounded.
 _INPUT_WAIT_FACTOR = 2
 
 
-class InputStream(object):
+class InputStream(LineReader):
     """A request's STDIN (or DATA) stream, read by the application.
 
     The connection adds data with ``add_data``; ``add_data(b'')`` marks the
@@ -155,29 +156,6 @@ class InputStream(object):
         if not data.endswith(b'\n'):
             self._check_complete(data, size)
         return data
-
-    def readlines(self, hint=None):
-        lines = []
-        total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if hint and hint > 0 and total >= hint:
-                return lines
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-    next = __next__
 
 
 class MultiplexedInputStream(InputStream):

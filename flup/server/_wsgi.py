@@ -249,6 +249,33 @@ def run_application(application, environ, response):
             close()
 
 
+class LineReader(object):
+    """``readlines`` and line iteration for an input stream with ``readline``."""
+
+    def readlines(self, hint=None):
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint and hint > 0 and total >= hint:
+                return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    next = __next__  # Python 2.7
+
+
 def log_access(environ, response, started):
     """Write one line for a finished request to the ``flup.access`` logger."""
     if not access_log.isEnabledFor(logging.INFO):

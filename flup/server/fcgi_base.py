@@ -46,8 +46,8 @@ from flup.server._netio import (
     parse_address_list)
 from flup.server._stats import ServerStats
 from flup.server._wsgi import (
-    Response, build_environ, content_length, error_page, format_cgi_headers,
-    run_application)
+    LineReader, Response, build_environ, content_length, error_page,
+    format_cgi_headers, run_application)
 
 __all__ = [
     'BaseFCGIServer', 'Connection', 'MultiplexedConnection', 'Request',
@@ -330,7 +330,7 @@ def _positive_seconds(name, value):
     return seconds
 
 
-class _CGIInput(object):
+class _CGIInput(LineReader):
     """Binary stdin limited to CONTENT_LENGTH, as ``wsgi.input`` for CGI."""
 
     def __init__(self, stream, length):
@@ -354,21 +354,6 @@ class _CGIInput(object):
         line = self._stream.readline(size)
         self._remaining -= len(line)
         return line
-
-    def readlines(self, hint=None):
-        lines = []
-        total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if hint and hint > 0 and total >= hint:
-                return lines
-
-    def __iter__(self):
-        return iter(self.readline, b'')
 
     def abort(self, reason):
         pass
