@@ -33,7 +33,7 @@ from flup.server._fcgi_streams import (
 from flup.server._netio import (
     close_gracefully, close_quietly, describe_error, describe_peer,
     is_peer_loss, peer_ip, set_cloexec, shutdown_quietly, wait_readable)
-from flup.server._wsgi import log_access
+from flup.server._wsgi import content_length, log_access
 
 log = logging.getLogger('flup.server.fcgi_base')
 
@@ -370,6 +370,8 @@ class Connection(object):
                 # The web server waits for FCGI_END_REQUEST; send it now
                 # rather than when the application returns.
                 self.end_request(request)
+            else:
+                self._end_unstarted_request(event.request_id)
         elif isinstance(event, GetValues):
             self._send_values(event.names)
         elif isinstance(event, UnknownType):
@@ -382,12 +384,32 @@ class Connection(object):
             self._send(encode_end_request(event.request_id, 0,
                                           event.protocol_status))
 
+    def _end_unstarted_request(self, request_id):
+        """Answer FCGI_ABORT_REQUEST for a request whose PARAMS had not ended.
+
+        The application never saw the request, but the web server waits for
+        its FCGI_END_REQUEST, and the id stays taken until it is sent.
+        """
+        with self._state_lock:
+            # An id no longer open was ended by its request thread meanwhile.
+            if request_id not in self._state.open_request_ids:
+                return
+            self._state.request_ended(request_id)
+        log.info('request %d from %s aborted before its parameters ended',
+                 request_id, self.peer)
+        self._send(encode_end_request(request_id, 0, FCGI_REQUEST_COMPLETE))
+
     def _send_values(self, names):
         capability = self.server.capability
         pairs = []
+        answered = set()
         for name in names:
             native = to_native(name)
-            if native in capability:
+            # Each name is answered once: a query that repeats a known name
+            # thousands of times would otherwise need a result record over
+            # the 65535-byte limit.
+            if native in capability and native not in answered:
+                answered.add(native)
                 pairs.append((name, str(capability[native]).encode('ascii')))
         self._send(encode_record(FCGI_GET_VALUES_RESULT, FCGI_NULL_REQUEST_ID,
                                  encode_pairs(pairs)))
@@ -402,9 +424,10 @@ class Connection(object):
         for name, value in event.params:
             params[to_native(name)] = to_native(value)
         request.params = params
-        length = params.get('CONTENT_LENGTH', '')
-        if length.isdigit():
-            request.stdin.set_limit(int(length))
+        # str.isdigit() accepts characters such as U+00B2 that int() rejects.
+        length = content_length(params)
+        if length is not None:
+            request.stdin.set_limit(length)
         with self._cond:
             self._requests[event.request_id] = request
             self._ready.append(request)
