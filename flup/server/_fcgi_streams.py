@@ -33,6 +33,7 @@ class InputStream(LineReader):
         self._eof = False
         self._error = None
         self._limit = None
+        self._received = 0
         self._consumed = 0
         self._shrink_threshold = getattr(
             conn.server, 'inputStreamShrinkThreshold', 102400 - 8192)
@@ -43,13 +44,21 @@ class InputStream(LineReader):
     def add_data(self, data):
         with self._cond:
             if data:
+                if self._limit is not None:
+                    # Bytes past the limit can never be read, so they are
+                    # dropped rather than buffered: a multiplexed reader
+                    # would otherwise hold all a peer sends.
+                    room = self._limit - self._received
+                    data = data[:max(room, 0)]
+                self._received += len(data)
                 self._buffer.extend(data)
             else:
                 self._eof = True
             self._cond.notify_all()
 
     def set_limit(self, length):
-        """Stop reads after ``length`` bytes in total (CONTENT_LENGTH)."""
+        """Stop reads after ``length`` bytes in total (CONTENT_LENGTH);
+        later input past it is dropped."""
         self._limit = length
 
     def abort(self, reason):
