@@ -24,7 +24,8 @@ MAX_LENGTH_DIGITS = 10
 # any usual web server setup while bounding memory.
 MAX_HEADERS_LENGTH = 1 << 20
 
-_DIGITS = re.compile(br'^[0-9]+$')
+# \Z, because $ also matches before a trailing newline.
+_DIGITS = re.compile(br'^[0-9]+\Z')
 # Headers a request may contain once only.
 _UNIQUE = (b'CONTENT_LENGTH', b'SCGI')
 
@@ -87,12 +88,14 @@ class HeaderParser(object):
     def _parse_length(self):
         colon = self._buffer.find(b':')
         if colon < 0:
-            if len(self._buffer) > MAX_LENGTH_DIGITS:
-                raise ProtocolError('the netstring length has more than %d '
-                                    'digits' % MAX_LENGTH_DIGITS)
+            # Checked first, so that HTTP or binary input is named as such
+            # rather than as an overlong length.
             if self._buffer and not _DIGITS.match(self._buffer):
                 raise ProtocolError('the request does not start with a '
                                     'netstring length: %r' % self._buffer[:20])
+            if len(self._buffer) > MAX_LENGTH_DIGITS:
+                raise ProtocolError('the netstring length has more than %d '
+                                    'digits' % MAX_LENGTH_DIGITS)
             return None
         digits = self._buffer[:colon]
         if not digits or not _DIGITS.match(digits):
