@@ -24,6 +24,7 @@ import pytest
 from flup.server import ajp, fcgi, fcgi_single, scgi
 
 from . import fcgi_wire as wire
+from . import gateway_wire as gateway
 from .support.inprocess import InProcessServer
 from .support.procinfo import tree_stats, wait_until
 
@@ -150,3 +151,343 @@ def test_abort_before_params_end(multiplexed):
     assert len(end_requests(records, 1)) == 1
     assert response.status == 200
     assert started == ['second']
+
+
+def resident_megabytes(pid):
+    with open('/proc/%d/status' % pid) as status:
+        for line in status:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def test_multiplexed_stdin_past_content_length(server_factory):
+    # The ``sleep`` app does not read its body, so the multiplexed reader
+    # thread is the only one taking STDIN off the socket.  Bytes past
+    # CONTENT_LENGTH can never be read by the application.
+    server = server_factory('threaded', 'sleep', multiplexed=True,
+                            kw={'readTimeout': 5})
+    assert_served(server.address)
+    before = resident_megabytes(server.pid)
+    params = wire.cgi_params(method='POST', query='t=1',
+                             headers={'Content-Length': '10'})
+    chunk = wire.record(wire.STDIN, 1, b'x' * 65535)
+    with wire.Client(server.address) as client:
+        client.send(wire.begin(1) + wire.params(1, params))
+        for _ in range(1024):  # 64 MiB
+            client.send(chunk)
+        client.send(wire.record(wire.STDIN, 1))
+        grown = resident_megabytes(server.pid) - before
+        records = client.recv_records(until=lambda rec: (
+            rec.type == wire.END_REQUEST), timeout=10.0)
+    assert grown < 16, 'the server grew by %d MiB' % grown
+    assert wire.Response(1, records).status == 200
+
+
+# FastCGI hang-ups at every stage, against each process model.
+
+# Pools kept small so that idle threads and children settle at a known count.
+MODEL_KEYWORDS = {
+    'threaded': {'minSpare': 1, 'maxSpare': 1, 'readTimeout': 2,
+                 'gracePeriod': 1},
+    'prefork': {'minSpare': 1, 'maxSpare': 1, 'maxChildren': 4,
+                'readTimeout': 2, 'gracePeriod': 1},
+    'single': {'readTimeout': 2, 'gracePeriod': 1},
+}
+
+MODEL_IDS = ['threaded', 'threaded-multiplexed', 'prefork', 'single']
+MODEL_CASES = [('threaded', False), ('threaded', True), ('prefork', False),
+               ('single', False)]
+
+# Query string of the ``stream`` app: 40 chunks of 64 KiB, more than the
+# socket buffers hold, so the server is still writing when the reset comes.
+BIG_STREAM = 'n=40&size=65536'
+
+
+def stream_params(query='n=1&size=16', **kwargs):
+    return wire.cgi_params(method='GET', query=query, **kwargs)
+
+
+def first_record_of(client, record_type, timeout=5.0):
+    return client.recv_records(until=lambda rec: rec.type == record_type,
+                               timeout=timeout)
+
+
+def reset_mid_header(address):
+    with wire.Client(address) as client:
+        client.send(wire.begin(1)[:5])
+        client.reset()
+
+
+def reset_mid_params(address):
+    with wire.Client(address) as client:
+        client.send(wire.begin(1) + wire.params(1, stream_params())[:40])
+        client.reset()
+
+
+def reset_mid_stdin(address):
+    params = wire.cgi_params(method='POST', query=BIG_STREAM,
+                             headers={'Content-Length': '100'})
+    with wire.Client(address) as client:
+        client.send(wire.begin(1) + wire.params(1, params)
+                    + wire.record(wire.STDIN, 1, b'x' * 10))
+        client.reset()
+
+
+def reset_while_writing(address):
+    with wire.Client(address) as client:
+        client.send(wire.begin(1) + wire.params(1, stream_params(BIG_STREAM))
+                    + wire.stdin(1, b''))
+        first_record_of(client, wire.STDOUT)
+        client.reset()
+
+
+def reset_between_kept_requests(address):
+    with wire.Client(address) as client:
+        response = client.request(stream_params(), keep_conn=True)
+        assert response.status == 200
+        client.reset()
+
+
+def reset_after_end_request(address):
+    with wire.Client(address) as client:
+        response = client.request(stream_params())
+        assert response.status == 200
+        client.reset()
+
+
+def abort_while_writing(address):
+    with wire.Client(address) as client:
+        client.send(wire.begin(1, keep_conn=True)
+                    + wire.params(1, stream_params(BIG_STREAM))
+                    + wire.stdin(1, b''))
+        first_record_of(client, wire.STDOUT)
+        client.send(wire.abort(1))
+        records = client.recv_records(until=lambda rec: (
+            rec.type == wire.END_REQUEST), timeout=5.0)
+        assert end_requests(records, 1)
+
+
+HANG_UPS = [reset_mid_header, reset_mid_params, reset_mid_stdin,
+            reset_while_writing, reset_between_kept_requests,
+            reset_after_end_request, abort_while_writing]
+
+
+def settled_stats(pid, timeout=10.0):
+    """Return ``tree_stats(pid)`` once two reads 0.3 s apart agree."""
+    previous = [None]
+
+    def settled():
+        stats = tree_stats(pid)
+        key = (stats['threads'], stats['fds'], len(stats['children']))
+        stable = key == previous[0]
+        previous[0] = key
+        return stats if stable else None
+
+    return wait_until(settled, timeout, interval=0.3) or tree_stats(pid)
+
+
+def no_more_than(baseline):
+    """Return a predicate: the server's counts are back to ``baseline``."""
+    def check():
+        stats = tree_stats(baseline['pid'])
+        if (stats['threads'] <= baseline['threads']
+                and stats['fds'] <= baseline['fds']
+                and len(stats['children']) <= len(baseline['children'])):
+            return stats
+        return None
+    return check
+
+
+@pytest.mark.hangup
+@pytest.mark.parametrize('model,multiplexed', MODEL_CASES, ids=MODEL_IDS)
+def test_hang_ups_at_every_stage(server_factory, model, multiplexed):
+    server = server_factory(model, 'stream', multiplexed=multiplexed,
+                            kw=MODEL_KEYWORDS[model])
+    assert_served(server.address)
+    baseline = settled_stats(server.pid)
+    baseline['pid'] = server.pid
+
+    for _ in range(2):
+        for hang_up in HANG_UPS:
+            hang_up(server.address)
+    assert_served(server.address)
+
+    recovered = wait_until(no_more_than(baseline), 10.0, interval=0.2)
+    final = tree_stats(server.pid)
+    assert recovered, 'threads %d -> %d, fds %d -> %d, children %r -> %r' % (
+        baseline['threads'], final['threads'], baseline['fds'],
+        final['fds'], baseline['children'], final['children'])
+    assert server.is_running()
+    log_text = server.log_text()
+    assert 'Traceback' not in log_text
+    assert ' ERROR ' not in log_text
+
+
+# Signals while requests are in flight.
+
+def start_slow_requests(address, count, seconds):
+    """Send ``count`` requests to the ``sleep`` app; return their clients."""
+    clients = []
+    for _ in range(count):
+        client = wire.Client(address, timeout=10.0)
+        client.send(wire.begin(1)
+                    + wire.params(1, stream_params('t=%s' % seconds))
+                    + wire.stdin(1, b''))
+        clients.append(client)
+    return clients
+
+
+def close_all(clients):
+    for client in clients:
+        client.close()
+
+
+@pytest.mark.parametrize('model,multiplexed', MODEL_CASES, ids=MODEL_IDS)
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT,
+                                    signal.SIGHUP],
+                         ids=['SIGTERM', 'SIGINT', 'SIGHUP'])
+def test_stop_signal_storm_in_flight(server_factory, model, multiplexed,
+                                     signum):
+    server = server_factory(model, 'sleep', multiplexed=multiplexed,
+                            kw=MODEL_KEYWORDS[model])
+    clients = start_slow_requests(server.address, 2, 0.5)
+    try:
+        time.sleep(0.2)
+        for _ in range(50):
+            server.send_signal(signum)
+        exited = wait_until(lambda: not server.is_running(), 8.0)
+    finally:
+        close_all(clients)
+    assert exited, 'the server still runs 8 s after 50 signals'
+    assert server.process.returncode == 0
+    log_text = server.log_text()
+    assert 'Traceback' not in log_text
+    assert server.stop()
+    assert server.leftover_pids == []
+
+
+def test_prefork_sigusr1_storm(server_factory):
+    server = server_factory('prefork', 'sleep',
+                            kw={'minSpare': 2, 'maxSpare': 3,
+                                'maxChildren': 6, 'readTimeout': 2,
+                                'gracePeriod': 1})
+    clients = start_slow_requests(server.address, 2, 0.5)
+    try:
+        for _ in range(30):
+            server.send_signal(signal.SIGUSR1)
+            time.sleep(0.01)
+        responses = [client.recv_records(
+            until=lambda rec: rec.type == wire.END_REQUEST, timeout=10.0)
+            for client in clients]
+    finally:
+        close_all(clients)
+    for records in responses:
+        assert end_requests(records, 1)
+    for _ in range(3):
+        assert_served(server.address)
+    children = wait_until(
+        lambda: 2 <= len(tree_stats(server.pid)['children']) <= 3, 10.0)
+    assert children
+    assert 'Traceback' not in server.log_text()
+
+
+def test_prefork_child_killed_mid_request(server_factory):
+    server = server_factory('prefork', 'sleep',
+                            kw={'minSpare': 1, 'maxSpare': 2,
+                                'maxChildren': 4, 'readTimeout': 2,
+                                'gracePeriod': 1})
+    client = wire.Client(server.address, timeout=10.0)
+    try:
+        client.send(wire.begin(1) + wire.params(1, stream_params('t=5'))
+                    + wire.stdin(1, b''))
+        # The busy child is the one whose sockets include the connection.
+        time.sleep(0.5)
+        busy = [pid for pid, stats in
+                tree_stats(server.pid)['processes'].items()
+                if pid != server.pid
+                and stats['sockets']['ESTABLISHED'] > 0]
+        assert len(busy) == 1
+        import os
+        os.kill(busy[0], signal.SIGKILL)
+        closed = client.closed_by_peer(timeout=5.0)
+    finally:
+        client.close()
+    assert closed
+    for _ in range(3):
+        assert_served(server.address)
+    assert server.is_running()
+    assert wait_until(
+        lambda: 1 <= len(tree_stats(server.pid)['children']) <= 2, 10.0)
+
+
+# SCGI: malformed netstrings and headers.
+
+def netstring(payload):
+    return ('%d:' % len(payload)).encode('ascii') + payload + b','
+
+
+def gateway_warnings(caplog):
+    return [record for record in caplog.records
+            if record.name.startswith('flup')
+            and record.levelno == logging.WARNING]
+
+
+def read_response(address, payload, timeout=5.0):
+    """Send ``payload`` on a new connection; return what came back before
+    the server closed it."""
+    sock = gateway.connect(address, timeout)
+    try:
+        sock.sendall(payload)
+        return gateway.read_until_close(sock)
+    finally:
+        sock.close()
+
+
+SCGI_GARBAGE = [
+    ('letters', b'abc:xx,', 'invalid netstring length'),
+    ('http', b'GET / HTTP/1.0\r\nHost: x\r\n\r\n', 'invalid netstring length'),
+    ('http without colon', b'GET / HTTP/1.0\r\n\r\n',
+     'does not start with a netstring length'),
+    ('binary', b'\x00\xff' * 40, 'does not start with a netstring length'),
+    ('huge length', b'9999999999:', 'exceeds the limit'),
+    ('eleven digits', b'12345678901:', 'more than 10 digits'),
+    ('newline in length', b'5\n:CONTENT_LENGTH\x000\x00,',
+     'invalid netstring length'),
+    ('missing comma', netstring(b'CONTENT_LENGTH\x000\x00')[:-1] + b';',
+     'does not end with a comma'),
+    ('content length not first', netstring(b'SCGI\x001\x00CONTENT_LENGTH\x000\x00'),
+     'not CONTENT_LENGTH'),
+    ('content length letters', netstring(b'CONTENT_LENGTH\x00x\x00'),
+     'invalid CONTENT_LENGTH'),
+    ('content length newline', netstring(b'CONTENT_LENGTH\x003\n\x00') + b'abc',
+     'invalid CONTENT_LENGTH'),
+    ('no headers', b'0:,', 'no headers'),
+    ('name without value', netstring(b'CONTENT_LENGTH\x000\x00X\x00'),
+     'has no value'),
+]
+
+
+@pytest.mark.parametrize('payload,expected', [case[1:] for case in SCGI_GARBAGE],
+                         ids=[case[0] for case in SCGI_GARBAGE])
+def test_scgi_garbage_rejected(caplog, payload, expected):
+    called = []
+
+    def app(environ, start_response):
+        called.append(environ)
+        return hello_app(environ, start_response)
+
+    caplog.set_level(logging.DEBUG, logger='flup')
+    with InProcessServer(scgi.WSGIServer, app, readTimeout=2) as running:
+        response = read_response(running.address, payload)
+        called_before = list(called)
+        served = gateway.scgi_exchange(running.address, gateway.cgi_params())
+    assert response.startswith(b'Status: 400')
+    assert called_before == []
+    warnings = gateway_warnings(caplog)
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert expected in message
+    assert '127.0.0.1' in message
+    assert served.startswith(b'Status: 200')
+    assert flup_errors(caplog) == []
