@@ -343,6 +343,10 @@ class ServerConnectionState(object):
         self.max_requests = max_requests
         self._parser = RecordParser()
         self._requests = {}
+        # PARAMS bytes buffered for all requests whose PARAMS have not
+        # ended.  max_params_bytes bounds it too, so that a multiplexed
+        # connection cannot hold max_requests times that much.
+        self._pending_params_bytes = 0
 
     @property
     def open_request_ids(self):
@@ -361,7 +365,9 @@ class ServerConnectionState(object):
                    for request in self._requests.values())
 
     def request_ended(self, request_id):
-        self._requests.pop(request_id, None)
+        request = self._requests.pop(request_id, None)
+        if request is not None and request.state == PARAMS:
+            self._pending_params_bytes -= request.params_size
 
     def receive_data(self, data):
         """Feed bytes from the web server; return the list of new events.
@@ -446,12 +452,20 @@ class ServerConnectionState(object):
                 'FCGI_PARAMS after the end of the PARAMS stream', request_id)
         if record.content:
             request.params_size += len(record.content)
+            self._pending_params_bytes += len(record.content)
             if request.params_size > self.max_params_bytes:
                 raise ProtocolError(
                     'PARAMS exceed the limit of %d bytes'
                     % self.max_params_bytes, request_id)
+            if self._pending_params_bytes > self.max_params_bytes:
+                raise ProtocolError(
+                    'PARAMS still arriving for %d requests exceed the limit '
+                    'of %d bytes per connection'
+                    % (len(self._requests), self.max_params_bytes),
+                    request_id)
             request.params.append(record.content)
             return
+        self._pending_params_bytes -= request.params_size
         raw = b''.join(request.params)
         request.params = None
         try:
