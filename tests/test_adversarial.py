@@ -184,6 +184,51 @@ def test_multiplexed_stdin_past_content_length(server_factory):
     assert wire.Response(1, records).status == 200
 
 
+def test_multiplexed_pending_params_bounded(caplog):
+    # Each request stays under the 1 MiB PARAMS limit, but together 8 open
+    # requests would make one connection hold 8 MiB; 256 of them, 256 MiB.
+    caplog.set_level(logging.DEBUG, logger='flup')
+    chunk = b'\x7f' * 65535
+    with InProcessServer(fcgi.WSGIServer, hello_app, multiplexed=True,
+                         readTimeout=5) as running:
+        with wire.Client(running.address) as client:
+            try:
+                for request_id in range(1, 9):
+                    client.send(wire.begin(request_id)
+                                + wire.record(wire.PARAMS, request_id, chunk)
+                                * 15)
+            except socket.error:  # the server closed the connection early
+                pass
+            closed = client.closed_by_peer(timeout=5.0)
+        assert_served(running.address)
+    assert closed
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert 'limit' in warnings[0]
+    assert flup_errors(caplog) == []
+
+
+@pytest.mark.parametrize('multiplexed', [False, True])
+def test_aborted_params_free_the_budget(multiplexed):
+    # 4 values of 200,000 bytes: under the 256 KiB value limit, and 800 KB
+    # together, so two such requests only fit if the first one's PARAMS are
+    # forgotten when it is aborted.
+    headers = [('X-Big-%d' % index, 'v' * 200000) for index in range(4)]
+    params = get_params(headers=headers)
+    with InProcessServer(fcgi.WSGIServer, hello_app, multiplexed=multiplexed,
+                         readTimeout=5) as running:
+        with wire.Client(running.address) as client:
+            first = wire.params(1, params)
+            client.send(wire.begin(1, keep_conn=True)
+                        + first[:len(first) - 8] + wire.abort(1))
+            records = client.recv_records(
+                until=lambda rec: rec.type == wire.END_REQUEST, timeout=5.0)
+            response = client.request(params, request_id=2, keep_conn=True)
+    assert end_requests(records, 1)
+    assert response.status == 200
+
+
 # FastCGI hang-ups at every stage, against each process model.
 
 # Pools kept small so that idle threads and children settle at a known count.
@@ -491,3 +536,160 @@ def test_scgi_garbage_rejected(caplog, payload, expected):
     assert '127.0.0.1' in message
     assert served.startswith(b'Status: 200')
     assert flup_errors(caplog) == []
+
+
+# AJP 1.3: malformed packets and messages.
+
+def ajp_forward_payload(method_code=2, uri=b'/', header_count=0, tail=b''):
+    """Return a FORWARD_REQUEST payload with ``tail`` after the header count."""
+    return (b'\x02' + struct.pack('B', method_code)
+            + gateway.ajp_string('HTTP/1.1') + gateway.ajp_string(uri)
+            + gateway.ajp_string('127.0.0.1') + gateway.ajp_string(None)
+            + gateway.ajp_string('localhost') + struct.pack('>H', 80) + b'\x00'
+            + struct.pack('>H', header_count) + tail)
+
+
+# (name, bytes, expected text in the warning, whether a 400 comes back)
+AJP_GARBAGE = [
+    ('container magic', b'AB\x00\x01\x0a', 'invalid packet magic', False),
+    ('http', b'GET / HTTP/1.0\r\n\r\n', 'invalid packet magic', False),
+    ('unknown message type', gateway.ajp_packet(b'\x63'),
+     'unexpected message type 99', False),
+    ('string past the end', gateway.ajp_packet(
+        b'\x02\x02' + gateway.ajp_string('HTTP/1.1')[:-1] + b'\x00\x10/ab'),
+     'runs past the end', True),
+    ('string without NUL', gateway.ajp_packet(
+        b'\x02\x02' + struct.pack('>H', 8) + b'HTTP/1.1X'),
+     'not NUL-terminated', True),
+    ('unknown header code', gateway.ajp_packet(ajp_forward_payload(
+        header_count=1, tail=b'\xa0\xff' + gateway.ajp_string('v') + b'\xff')),
+     'unknown request header code 0xA0FF', True),
+    ('unknown attribute code', gateway.ajp_packet(ajp_forward_payload(
+        tail=b'\x42')), 'unknown request attribute code 0x42', True),
+    ('unknown method code', gateway.ajp_packet(ajp_forward_payload(
+        method_code=200, tail=b'\xff')), 'unknown method code 200', True),
+    ('missing attribute end', gateway.ajp_packet(ajp_forward_payload()),
+     'message ends early', True),
+    ('body length mismatch', gateway.ajp_forward_request(
+        method='POST', headers=[('Content-Length', '3')])
+     + gateway.ajp_packet(b'\x00\x09abc'), 'body chunk says 9 bytes', False),
+]
+
+
+@pytest.mark.parametrize('payload,expected,bad_request',
+                         [case[1:] for case in AJP_GARBAGE],
+                         ids=[case[0] for case in AJP_GARBAGE])
+def test_ajp_garbage_rejected(caplog, payload, expected, bad_request):
+    caplog.set_level(logging.DEBUG, logger='flup')
+    with InProcessServer(ajp.WSGIServer, echo_body_app,
+                         readTimeout=2) as running:
+        response = read_response(running.address, payload)
+        sock = gateway.connect(running.address)
+        try:
+            sock.sendall(gateway.ajp_forward_request())
+            served = gateway.ajp_read_response(sock)
+        finally:
+            sock.close()
+    if bad_request:
+        assert b'Bad Request' in response
+    warnings = gateway_warnings(caplog)
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert expected in message
+    assert '127.0.0.1' in message
+    assert served.status == 200
+    assert flup_errors(caplog) == []
+
+
+def test_ajp_cping_flood_answered():
+    count = 2000
+    with InProcessServer(ajp.WSGIServer, hello_app, readTimeout=2) as running:
+        sock = gateway.connect(running.address)
+        try:
+            sock.sendall(gateway.ajp_cping() * count)
+            pongs = [gateway.ajp_read_packet(sock) for _ in range(count)]
+            sock.sendall(gateway.ajp_forward_request())
+            served = gateway.ajp_read_response(sock)
+        finally:
+            sock.close()
+    assert set(pongs) == set([b'\x09'])
+    assert served.status == 200
+
+
+# SCGI and AJP hang-ups, against the threaded and prefork models.
+
+GATEWAY_KEYWORDS = {
+    'scgi-threaded': {'minSpare': 1, 'maxSpare': 1, 'readTimeout': 2},
+    'scgi-prefork': {'minSpare': 1, 'maxSpare': 1, 'maxChildren': 4,
+                     'readTimeout': 2},
+    'ajp-threaded': {'minSpare': 1, 'maxSpare': 1, 'readTimeout': 2},
+    'ajp-prefork': {'minSpare': 1, 'maxSpare': 1, 'maxChildren': 4,
+                    'readTimeout': 2},
+}
+
+
+def send_then_reset(address, payload, read_bytes=0):
+    """Send ``payload``, read ``read_bytes`` of the response, then reset."""
+    sock = gateway.connect(address)
+    try:
+        sock.sendall(payload)
+        received = 0
+        for _ in range(100):
+            if received >= read_bytes:
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += len(chunk)
+    finally:
+        gateway.reset_close(sock)
+
+
+def scgi_hang_ups(address):
+    big = gateway.scgi_request(gateway.cgi_params(query=BIG_STREAM))
+    send_then_reset(address, big[:7])
+    send_then_reset(address, gateway.scgi_request(
+        gateway.cgi_params(query='n=1&size=16'), content_length=100)
+        + b'x' * 10)
+    send_then_reset(address, big, read_bytes=1)
+    response = gateway.scgi_exchange(address, gateway.cgi_params())
+    assert response.startswith(b'Status: 200')
+
+
+def ajp_hang_ups(address):
+    big = gateway.ajp_forward_request(query=BIG_STREAM)
+    send_then_reset(address, big[:9])
+    send_then_reset(address, gateway.ajp_forward_request(
+        method='POST', headers=[('Content-Length', '100')])
+        + gateway.ajp_body(b'x' * 10))
+    send_then_reset(address, big, read_bytes=1)
+    sock = gateway.connect(address)
+    try:
+        sock.sendall(gateway.ajp_forward_request(query='n=1&size=16'))
+        kept = gateway.ajp_read_response(sock)
+    finally:
+        gateway.reset_close(sock)
+    assert kept.status == 200
+    assert kept.reuse
+
+
+@pytest.mark.hangup
+@pytest.mark.parametrize('model', sorted(GATEWAY_KEYWORDS))
+def test_gateway_hang_ups_free_resources(server_factory, model):
+    server = server_factory(model, 'stream', kw=GATEWAY_KEYWORDS[model])
+    hang_ups = scgi_hang_ups if model.startswith('scgi') else ajp_hang_ups
+    hang_ups(server.address)
+    baseline = settled_stats(server.pid)
+    baseline['pid'] = server.pid
+
+    for _ in range(3):
+        hang_ups(server.address)
+
+    recovered = wait_until(no_more_than(baseline), 10.0, interval=0.2)
+    final = tree_stats(server.pid)
+    assert recovered, 'threads %d -> %d, fds %d -> %d, children %r -> %r' % (
+        baseline['threads'], final['threads'], baseline['fds'],
+        final['fds'], baseline['children'], final['children'])
+    log_text = server.log_text()
+    assert 'Traceback' not in log_text
+    assert ' ERROR ' not in log_text
