@@ -12,7 +12,7 @@ otherwise.
 from __future__ import absolute_import
 
 import logging
-import re
+import os
 import signal
 import socket
 import struct
@@ -388,10 +388,19 @@ def close_all(clients):
         client.close()
 
 
-@pytest.mark.parametrize('model,multiplexed', MODEL_CASES, ids=MODEL_IDS)
-@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT,
-                                    signal.SIGHUP],
-                         ids=['SIGTERM', 'SIGINT', 'SIGHUP'])
+SIGNAL_CASES = [
+    ('threaded', False, signal.SIGHUP),
+    ('threaded', True, signal.SIGTERM),
+    ('prefork', False, signal.SIGTERM),
+    ('prefork', False, signal.SIGHUP),
+    ('single', False, signal.SIGINT),
+]
+
+
+@pytest.mark.parametrize(
+    'model,multiplexed,signum', SIGNAL_CASES,
+    ids=['threaded-SIGHUP', 'threaded-multiplexed-SIGTERM', 'prefork-SIGTERM',
+         'prefork-SIGHUP', 'single-SIGINT'])
 def test_stop_signal_storm_in_flight(server_factory, model, multiplexed,
                                      signum):
     server = server_factory(model, 'sleep', multiplexed=multiplexed,
@@ -453,7 +462,6 @@ def test_prefork_child_killed_mid_request(server_factory):
                 if pid != server.pid
                 and stats['sockets']['ESTABLISHED'] > 0]
         assert len(busy) == 1
-        import os
         os.kill(busy[0], signal.SIGKILL)
         closed = client.closed_by_peer(timeout=5.0)
     finally:
