@@ -229,6 +229,70 @@ def test_aborted_params_free_the_budget(multiplexed):
     assert response.status == 200
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    'the connection closes after a rejected request only when the web '
+    'server closes it or readTimeout passes, because RequestRejected does '
+    'not carry FCGI_KEEP_CONN'))
+def test_rejected_role_without_keep_conn_closes():
+    # FastCGI 1.0 section 5.1: without FCGI_KEEP_CONN the application
+    # closes the connection after its FCGI_END_REQUEST.
+    with InProcessServer(fcgi.WSGIServer, hello_app, readTimeout=5) as running:
+        with wire.Client(running.address) as client:
+            client.send(wire.begin(1, role=wire.AUTHORIZER)
+                        + wire.params(1, get_params()))
+            records = client.recv_records(
+                until=lambda rec: rec.type == wire.END_REQUEST, timeout=3.0)
+            closed = client.closed_by_peer(timeout=1.0)
+    status = wire.parse_end_request(records[-1].content)[1]
+    assert status == wire.UNKNOWN_ROLE
+    assert closed
+
+
+def trickle(sock, data, interval, max_seconds):
+    """Send ``data`` one byte per ``interval`` seconds; stop after
+    ``max_seconds`` or when the peer closes.  Return the seconds spent."""
+    started = time.time()
+    for index in range(len(data)):
+        if time.time() - started > max_seconds:
+            break
+        try:
+            sock.sendall(data[index:index + 1])
+        except socket.error:
+            break
+        time.sleep(interval)
+    return time.time() - started
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'FastCGI readTimeout bounds each silence, not the whole request head, '
+    'so a peer sending one byte per 50 ms holds its thread for as long as '
+    'it likes; SCGI and AJP bound the whole head'))
+def test_fastcgi_trickled_params_deadline():
+    message = wire.begin(1) + wire.params(1, get_params())
+    with InProcessServer(fcgi.WSGIServer, hello_app, readTimeout=1) as running:
+        with wire.Client(running.address) as client:
+            spent = trickle(client.sock, message, 0.05, 4.0)
+    assert spent < 3.0, 'the server read a trickle for %.1f s' % spent
+
+
+@pytest.mark.parametrize('server_class,message', [
+    (scgi.WSGIServer, gateway.scgi_request(gateway.cgi_params())),
+    (ajp.WSGIServer, gateway.ajp_forward_request()),
+], ids=['scgi', 'ajp'])
+def test_gateway_trickled_head_deadline(caplog, server_class, message):
+    caplog.set_level(logging.DEBUG, logger='flup')
+    with InProcessServer(server_class, hello_app, readTimeout=1) as running:
+        sock = gateway.connect(running.address)
+        try:
+            spent = trickle(sock, message, 0.05, 4.0)
+        finally:
+            sock.close()
+    assert spent < 3.0, 'the server read a trickle for %.1f s' % spent
+    warnings = gateway_warnings(caplog)
+    assert len(warnings) == 1
+    assert 'readTimeout' in warnings[0].getMessage()
+
+
 # FastCGI hang-ups at every stage, against each process model.
 
 # Pools kept small so that idle threads and children settle at a known count.
