@@ -293,6 +293,74 @@ def test_gateway_trickled_head_deadline(caplog, server_class, message):
     assert 'readTimeout' in warnings[0].getMessage()
 
 
+@pytest.mark.parametrize('multiplexed', [False, True])
+def test_one_byte_records(multiplexed):
+    # FastCGI 1.0 section 3.3 lets a stream be cut anywhere, even inside a
+    # name-value pair, so PARAMS and STDIN arrive here one byte per record.
+    body = os.urandom(3000)
+    params = wire.cgi_params(method='POST', body=body)
+    message = (wire.begin(1, keep_conn=True) + wire.params(1, params, chunk=1)
+               + wire.stdin(1, body, chunk=1))
+    with InProcessServer(fcgi.WSGIServer, echo_body_app,
+                         multiplexed=multiplexed) as running:
+        with wire.Client(running.address) as client:
+            client.send(message)
+            records = client.recv_records(
+                until=lambda rec: rec.type == wire.END_REQUEST, timeout=10.0)
+            again = client.request(get_params(), keep_conn=True)
+    assert wire.Response(1, records).body == body
+    assert again.status == 200
+
+
+@pytest.mark.parametrize('multiplexed', [False, True])
+def test_empty_records_between_requests(multiplexed):
+    # Empty records that carry no meaning here: an empty FCGI_GET_VALUES,
+    # an abort and a STDIN end for ids that are not open, and padding only.
+    noise = (wire.record(wire.GET_VALUES, 0)
+             + wire.abort(7)
+             + wire.record(wire.STDIN, 9)
+             + wire.record(wire.DATA, 9, padding=255))
+    with InProcessServer(fcgi.WSGIServer, hello_app,
+                         multiplexed=multiplexed) as running:
+        with wire.Client(running.address) as client:
+            client.send(noise)
+            result = client.recv_records(
+                until=lambda rec: rec.type == wire.GET_VALUES_RESULT)
+            response = client.request(get_params(), keep_conn=True)
+    assert result[-1].content == b''
+    assert response.status == 200
+
+
+@pytest.mark.parametrize('server_class,multiplexed', [
+    (fcgi.WSGIServer, False), (fcgi.WSGIServer, True),
+    (fcgi_single.WSGIServer, False),
+], ids=['threaded', 'threaded-multiplexed', 'single'])
+def test_peer_that_never_reads(caplog, server_class, multiplexed):
+    def big_app(environ, start_response):
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return (b'x' * 65536 for _ in range(400))
+
+    caplog.set_level(logging.DEBUG, logger='flup')
+    with InProcessServer(server_class, big_app, multiplexed=multiplexed,
+                         readTimeout=1, gracePeriod=1) as running:
+        with wire.Client(running.address) as client:
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.send(wire.begin(1) + wire.params(1, get_params())
+                        + wire.stdin(1, b''))
+            released = wait_until(lambda: running.server.stats()[
+                'aborted_requests'] == 1, 6.0)
+            stats = running.server.stats()
+        assert_served(running.address)
+    assert released, stats
+    assert stats['active_requests'] == 0
+    aborted = [record.getMessage() for record in caplog.records
+               if 'aborted' in record.getMessage()
+               and record.levelno == logging.INFO]
+    assert len(aborted) == 1
+    assert 'timed out' in aborted[0]
+    assert flup_errors(caplog) == []
+
+
 # FastCGI hang-ups at every stage, against each process model.
 
 # Pools kept small so that idle threads and children settle at a known count.
@@ -536,6 +604,32 @@ def test_prefork_child_killed_mid_request(server_factory):
     assert server.is_running()
     assert wait_until(
         lambda: 1 <= len(tree_stats(server.pid)['children']) <= 2, 10.0)
+
+
+def test_prefork_parent_killed_mid_request(server_factory):
+    server = server_factory('prefork', 'sleep',
+                            kw={'minSpare': 2, 'maxSpare': 3,
+                                'maxChildren': 4, 'readTimeout': 2})
+    client = wire.Client(server.address, timeout=10.0)
+    try:
+        client.send(wire.begin(1) + wire.params(1, stream_params('t=1'))
+                    + wire.stdin(1, b''))
+        time.sleep(0.3)
+        children = tree_stats(server.pid)['children']
+        os.kill(server.pid, signal.SIGKILL)
+        records = client.recv_records(
+            until=lambda rec: rec.type == wire.END_REQUEST, timeout=5.0)
+    finally:
+        client.close()
+
+    def children_alive():
+        return [pid for pid in children
+                if os.path.exists('/proc/%d' % pid)
+                and tree_stats(pid)['processes'][pid]['state'] != 'Z']
+
+    assert len(children) >= 2
+    assert wire.Response(1, records).status == 200
+    assert wait_until(lambda: not children_alive(), 10.0), children_alive()
 
 
 # SCGI: malformed netstrings and headers.
