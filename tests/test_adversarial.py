@@ -2,8 +2,8 @@
 
 Each test plays a misbehaving web server (resets at odd moments, malformed
 records, floods, peers that stop reading) and checks what every server must
-do whatever it receives: log one line, never raise a traceback for the
-peer's fault, free its threads, sockets and children, and answer the next
+do whatever it receives: log one line, never log a traceback for the
+peer's fault, free its threads, sockets and children, and serve the next
 request.  Servers run in this process (``InProcessServer``) when a test
 needs an inline application or ``caplog``, and through ``serve.py``
 otherwise.
@@ -16,7 +16,6 @@ import os
 import signal
 import socket
 import struct
-import threading
 import time
 
 import pytest
@@ -27,11 +26,6 @@ from . import fcgi_wire as wire
 from . import gateway_wire as gateway
 from .support.inprocess import InProcessServer
 from .support.procinfo import tree_stats, wait_until
-
-FASTCGI_MODELS = ['threaded', 'prefork', 'single']
-
-# Log levels of records that a peer's fault may produce.
-PEER_FAULT_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING)
 
 
 def hello_app(environ, start_response):
@@ -73,8 +67,8 @@ def end_requests(records, request_id=None):
 
 @pytest.mark.parametrize('multiplexed', [False, True])
 def test_get_values_flood_of_known_names(caplog, multiplexed):
-    # 4000 copies of one known name fill a record; answering every copy
-    # would need more than the 65535 bytes a record can carry.
+    # 4000 copies of one known name fill a record.  A result with a value
+    # for every copy would need more than the 65535 bytes a record carries.
     names = [(wire.MAX_CONNS, b'')] * 4000
     caplog.set_level(logging.DEBUG, logger='flup')
     with InProcessServer(fcgi.WSGIServer, hello_app,
@@ -127,8 +121,9 @@ def test_non_ascii_digit_content_length(caplog, multiplexed):
 
 @pytest.mark.parametrize('multiplexed', [False, True])
 def test_abort_before_params_end(multiplexed):
-    # FastCGI 1.0 section 5.4: the application answers FCGI_ABORT_REQUEST
-    # with FCGI_END_REQUEST, even for a request whose PARAMS had not ended.
+    # FastCGI 1.0 section 5.4: the application responds to
+    # FCGI_ABORT_REQUEST with FCGI_END_REQUEST, even for a request whose
+    # PARAMS had not ended.
     started = []
 
     def app(environ, start_response):
@@ -185,8 +180,8 @@ def test_multiplexed_stdin_past_content_length(server_factory):
 
 
 def test_multiplexed_pending_params_bounded(caplog):
-    # Each request stays under the 1 MiB PARAMS limit, but together 8 open
-    # requests would make one connection hold 8 MiB; 256 of them, 256 MiB.
+    # Each request stays under the 1 MiB PARAMS limit, but 8 open requests
+    # would make one connection buffer 8 MiB, and 256 of them 256 MiB.
     caplog.set_level(logging.DEBUG, logger='flup')
     chunk = b'\x7f' * 65535
     with InProcessServer(fcgi.WSGIServer, hello_app, multiplexed=True,
