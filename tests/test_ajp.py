@@ -4,9 +4,11 @@ and hang-ups."""
 from __future__ import absolute_import
 
 import errno
+import os
 import logging
 import random
 import socket
+import threading
 import time
 
 import pytest
@@ -467,3 +469,29 @@ def test_ajp_random_garbage_never_crashes(caplog):
                 sock.close()
         assert exchange(running.address).body == b'GET||/||'
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_ajp_request_arriving_just_after_stop_is_served():
+    server = ajp_base.BaseAJPServer(echo_app, readTimeout=5)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'Q')
+    server.wakeup_fds = (read_fd,)
+    server.stop_requested = True  # as in a prefork child asked to quit
+    left, right = socket.socketpair()
+    timer = threading.Timer(0.2, left.sendall, [wire.ajp_forward_request(uri='/late')])
+    try:
+        left.settimeout(5)
+        timer.start()
+        thread = threading.Thread(target=ajp_base.Connection(right, None, server).run)
+        thread.start()
+        response = wire.ajp_read_response(left)
+        thread.join(10)
+        # After one request, the stop request ends the kept connection.
+        assert wire.read_until_close(left) == b''
+    finally:
+        timer.cancel()
+        left.close()
+        os.close(read_fd)
+        os.close(write_fd)
+    assert response.body == b'GET||/late||'
+    assert not thread.is_alive()

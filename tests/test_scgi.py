@@ -13,6 +13,7 @@ import os
 import random
 import socket
 import stat
+import threading
 import time
 
 import pytest
@@ -529,3 +530,48 @@ def test_scgi_random_garbage_never_crashes(caplog):
                 sock.close()
         assert request(running.address)[2] == b'GET||/|'
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def stopping_server(server_class):
+    """A server that reports a stop request, as a prefork child does right
+    after its parent asked it to quit; the pipe is its readable wakeup fd."""
+    server = server_class(echo_app, readTimeout=5)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b'Q')
+    server.wakeup_fds = (read_fd,)
+    server.stop_requested = True
+    return server, (read_fd, write_fd)
+
+
+def test_scgi_request_arriving_just_after_stop_is_served():
+    server, pipe = stopping_server(scgi_base.BaseSCGIServer)
+    left, right = socket.socketpair()
+    timer = threading.Timer(0.2, left.sendall,
+                            [wire.scgi_request(wire.cgi_params('POST', '/late'), b'x')])
+    try:
+        left.settimeout(5)
+        timer.start()
+        scgi_base.Connection(right, None, server).run()
+        reply = wire.read_until_close(left)
+    finally:
+        timer.cancel()
+        left.close()
+        for fd in pipe:
+            os.close(fd)
+    assert parse_cgi_response(reply)[2] == b'POST||/late|x'
+
+
+def test_scgi_silent_connection_ends_soon_after_stop():
+    server, pipe = stopping_server(scgi_base.BaseSCGIServer)
+    left, right = socket.socketpair()
+    try:
+        left.settimeout(5)
+        started = time.time()
+        scgi_base.Connection(right, None, server).run()
+        elapsed = time.time() - started
+        assert wire.read_until_close(left) == b''
+    finally:
+        left.close()
+        for fd in pipe:
+            os.close(fd)
+    assert elapsed < 3.0

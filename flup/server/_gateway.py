@@ -34,6 +34,12 @@ from flup.server._wsgi import (
 DEFAULT_READ_TIMEOUT = 60.0
 # Seconds the server waits for running requests when it shuts down.
 DEFAULT_GRACE_PERIOD = 5.0
+# Seconds a connection accepted before a stop request still waits for its
+# first request.  A prefork child may accept a connection just as its parent
+# asks it to quit.  The web server sends the request right after connecting,
+# so it normally arrives within milliseconds, and serving it avoids a
+# failed request.
+STOP_WAIT_FOR_REQUEST = 1.0
 
 # Maximum bytes requested from the socket per read of a request body.
 RECV_SIZE = 65536

@@ -24,8 +24,8 @@ from flup.server._ajp_protocol import (
     encode_cpong, encode_end_response, encode_get_body_chunk, encode_packet,
     encode_send_headers, message_type)
 from flup.server._gateway import (
-    DEFAULT_GRACE_PERIOD, DEFAULT_READ_TIMEOUT, BodyInput, GatewayRequest,
-    GatewayServer, TimeoutException)
+    DEFAULT_GRACE_PERIOD, DEFAULT_READ_TIMEOUT, STOP_WAIT_FOR_REQUEST,
+    BodyInput, GatewayRequest, GatewayServer, TimeoutException)
 from flup.server._netio import (
     close_gracefully, close_quietly, describe_error, describe_peer,
     is_peer_loss, shutdown_quietly, wait_readable)
@@ -162,6 +162,7 @@ class Connection(object):
         self._unsolicited_chunk = False
         self._input = None
         self._head = b''
+        self._served = 0
 
     def __repr__(self):
         return '<AJP Connection from %s>' % self.peer
@@ -249,6 +250,7 @@ class Connection(object):
         timeout = self.server.readTimeout
         deadline = monotonic() + timeout
         fileno = self._sock.fileno()
+        watch_stop = idle
         while True:
             payload = self._parser.next_payload()
             if payload is not None:
@@ -256,15 +258,22 @@ class Connection(object):
             waiting = idle and not self._parser.partial
             remaining = deadline - monotonic()
             if remaining <= 0:
+                if idle and not watch_stop and waiting:
+                    self._lost = True  # stopped, and no request came
+                    raise _ConnectionEnded()
                 self._timed_out(waiting, timeout)
             wait_fds = [fileno]
-            if waiting:
+            if watch_stop and waiting:
                 wait_fds.extend(getattr(self.server, 'wakeup_fds', ()))
             ready = wait_readable(wait_fds, remaining)
-            if waiting and (self._stopping or (
-                    ready and fileno not in ready
-                    and getattr(self.server, 'stop_requested', False))):
-                raise _ConnectionEnded()
+            if watch_stop and waiting and self._stop_seen(ready, fileno):
+                if self._served or self._stopping:
+                    self._lost = True  # idle: nothing to drain
+                    raise _ConnectionEnded()
+                # A fresh connection: its first request may be in flight.
+                watch_stop = False
+                deadline = min(deadline, monotonic() + STOP_WAIT_FOR_REQUEST)
+                continue
             if fileno not in ready:
                 continue
             try:
@@ -280,6 +289,13 @@ class Connection(object):
                                        ' in the middle of a packet')
                 raise _ConnectionEnded()
             self._parser.feed(data)
+
+    def _stop_seen(self, ready, fileno):
+        """Return True once the server asked this connection to end."""
+        if self._stopping:
+            return True
+        woken = ready and fileno not in ready
+        return bool(woken and getattr(self.server, 'stop_requested', False))
 
     def _timed_out(self, waiting, timeout):
         if waiting:
@@ -340,6 +356,7 @@ class Connection(object):
         self._send(self._head + encode_end_response(reuse))
         self._head = b''
         self._idle = True
+        self._served += 1
         return reuse and not self._lost and not self._stopping
 
     def _fetch_body(self, size):

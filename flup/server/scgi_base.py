@@ -18,8 +18,8 @@ import socket
 from flup._compat import monotonic, to_native
 from flup.server import ClientDisconnected, NoDefault
 from flup.server._gateway import (
-    DEFAULT_GRACE_PERIOD, DEFAULT_READ_TIMEOUT, BodyInput, GatewayRequest,
-    GatewayServer, TimeoutException)
+    DEFAULT_GRACE_PERIOD, DEFAULT_READ_TIMEOUT, STOP_WAIT_FOR_REQUEST,
+    BodyInput, GatewayRequest, GatewayServer, TimeoutException)
 from flup.server._netio import (
     close_gracefully, close_quietly, describe_error, describe_peer,
     is_peer_loss, shutdown_quietly, wait_readable)
@@ -164,6 +164,7 @@ class Connection(object):
         except _StopWaiting:
             server.logger.debug('connection from %s closed: the server is '
                                 'stopping', self.peer)
+            self._lost = True  # nothing to drain: close at once
             return
         except ProtocolError as error:
             server.logger.warning('invalid SCGI request from %s: %s',
@@ -186,19 +187,25 @@ class Connection(object):
         timeout = self.server.readTimeout
         deadline = monotonic() + timeout
         fileno = self._sock.fileno()
+        watch_stop = True
         while True:
             remaining = deadline - monotonic()
             if remaining <= 0:
+                if not watch_stop and not parser.started:
+                    raise _StopWaiting()
                 self.server.logger.warning(
                     'no complete SCGI request from %s within readTimeout=%.0f '
                     's; closing the connection', self.peer, timeout)
                 self._lost = True
                 return None
-            wait_fds = [fileno] + list(getattr(self.server, 'wakeup_fds', ()))
+            wait_fds = [fileno]
+            if watch_stop:
+                wait_fds.extend(getattr(self.server, 'wakeup_fds', ()))
             ready = wait_readable(wait_fds, remaining)
-            if self._stopping or (ready and fileno not in ready and getattr(
-                    self.server, 'stop_requested', False)):
-                raise _StopWaiting()
+            if watch_stop and self._stop_seen(ready, fileno):
+                watch_stop = False
+                deadline = min(deadline, monotonic() + STOP_WAIT_FOR_REQUEST)
+                continue
             if fileno not in ready:
                 continue
             data = self._recv(_HEADER_RECV_SIZE)
@@ -214,6 +221,13 @@ class Connection(object):
                 return None
             if parser.feed(data):
                 return parser
+
+    def _stop_seen(self, ready, fileno):
+        """Return True once the server asked this connection to end."""
+        if self._stopping:
+            return True
+        woken = ready and fileno not in ready
+        return bool(woken and getattr(self.server, 'stop_requested', False))
 
     def _recv(self, size):
         """Receive bytes; return b'' when the peer is gone."""
