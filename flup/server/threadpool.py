@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 # thread limits of common systems.
 DEFAULT_MAX_THREADS = 128
 
+# Seconds between checks, by each idle thread, that no more than maxSpare
+# threads are idle.
+_IDLE_CHECK_INTERVAL = 1.0
+
 
 class ThreadPool(object):
     """Run jobs (objects with a ``run()`` method) on a bounded set of threads.
@@ -130,7 +134,12 @@ class ThreadPool(object):
         try:
             while True:
                 while not self._jobs and not self._stopping:
-                    lock.wait()
+                    if self._idle_count > self._max_spare:
+                        # A thread started for a job that an older thread
+                        # took never finishes a job of its own, so it ends
+                        # here rather than after one.
+                        return
+                    lock.wait(_IDLE_CHECK_INTERVAL)
                 if self._stopping:
                     break
                 job = self._jobs.popleft()
