@@ -83,6 +83,10 @@ class Request(object):
 
     def abort(self, reason):
         """Mark the request aborted and wake any read of its input."""
+        if self.ended:
+            # FCGI_END_REQUEST is out: a hang-up now comes after a
+            # complete response and aborts nothing.
+            return
         if not self.aborted:
             self.abort_reason = reason
             self.aborted = True
@@ -254,12 +258,14 @@ class Connection(object):
         with self._cond:
             if self._requests or self._ready:
                 return True
-            if self._close_after_request or self._stopping:
+            if self._close_after_request:
                 return False
         if self.server_stop_requested():
             # A connection accepted just before the stop request (a prefork
             # child asked to quit as it accepted) may already carry its
             # first request: serve that instead of closing it unanswered.
+            # This also applies when the stop request woke the first read,
+            # which sets _stopping.
             return self._served == 0 and self._first_request_arriving()
         return True
 
