@@ -109,7 +109,8 @@ class Request(object):
         protocol_status = FCGI_REQUEST_COMPLETE
         old_alarm = self._start_alarm()
         try:
-            protocol_status, app_status = self.server.handler(self)
+            if not self.aborted:
+                protocol_status, app_status = self.server.handler(self)
         except Exception as error:
             self._handle_exception(error)
         finally:
@@ -450,6 +451,10 @@ class Connection(object):
             self._dispatch(request)
 
     def _dispatch(self, request):
+        # The web server may have hung up while the connection waited in the
+        # listen backlog: look once, so that the application is not run for
+        # nobody.
+        self._poll_peer()
         try:
             self._run_request(request)
         finally:
