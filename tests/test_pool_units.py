@@ -821,3 +821,76 @@ def test_pool_full_storm_no_fd_leak(tmp_path):
             client.close()
         server.shutdown()
         runner.join(WAIT)
+
+
+def test_app_skipped_when_peer_left(make_server, flup_log):
+    """A request whose web server left while it waited in the listen
+    backlog is aborted without running the application.
+
+    Only the connection that runs one request at a time is checked: a
+    multiplexed one hands the request to a pool thread while its reader
+    may not have seen the end of file yet.
+    """
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(1)
+        start_response('200 OK', [])
+        return [b'nobody reads this']
+
+    server = make_server(app, multiplexed=False)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(('127.0.0.1', 0))
+        listener.listen(1)
+        client = fcgi_wire.Client(listener.getsockname(), timeout=WAIT)
+        client.send(fcgi_wire.begin(1)
+                    + fcgi_wire.params(1, fcgi_wire.cgi_params())
+                    + fcgi_wire.stdin(1, b''))
+        client.close()
+        sock, addr = listener.accept()
+    finally:
+        listener.close()
+    conn = server._connectionClass(sock, addr, server, None)
+    finished = threading.Event()
+    start_thread(lambda: (conn.run(), finished.set()))
+
+    assert finished.wait(WAIT)
+    assert wait_for(lambda: server.stats()['active_requests'] == 0)
+    assert calls == []
+    assert server.stats()['aborted_requests'] == 1
+    assert any(re.search(r'request 1 from %s aborted' % PEER_RE, text)
+               for text in messages(flup_log))
+
+
+def test_close_after_end_not_aborted(make_server, flup_log):
+    """A web server that closes right after FCGI_END_REQUEST aborted
+    nothing: the multiplexed reader may see the close before the request
+    is forgotten."""
+    server = make_server(hello_app, multiplexed=True)
+    for _ in range(20):
+        served = Served(server)
+        served.send_request(1, body=b'', keep_conn=False)
+        assert served.end_of(1).body == b'hello'
+        served.client.close()
+        assert served.finished.wait(WAIT)
+
+    assert wait_for(lambda: server.stats()['requests'] == 20)
+    assert server.stats()['aborted_requests'] == 0
+    assert not [text for text in messages(flup_log) if ' aborted' in text]
+
+
+def test_threadpool_trims_jobless_idle_threads():
+    """Idle threads beyond maxSpare end even if they never ran a job, as
+    when a thread started for a job finds that an older thread took it."""
+    pool = threadpool.ThreadPool(minSpare=0, maxSpare=1, maxThreads=10)
+    try:
+        with pool._lock:
+            for _ in range(6):
+                assert pool._start_thread()
+        assert pool.thread_count == 6
+
+        assert wait_for(lambda: pool.thread_count <= 1), \
+            '%d idle threads, maxSpare is 1' % pool.thread_count
+    finally:
+        pool.shutdown(timeout=WAIT)
