@@ -233,7 +233,7 @@ def test_wait_until_returns_last_value():
 
 # -- ServerProcess with upstream and cgi-fcgi ----------------------------------
 
-@pytest.mark.parametrize('bind', ['tcp', 'unix', 'fd0', 'fd0-unix'])
+@pytest.mark.parametrize('bind', ['tcp', 'unix', 'fd0', 'fd0-unix', 'spawn-fcgi', 'spawn-fcgi-unix'])
 def test_cgi_fcgi_against_upstream(server_factory, upstream_target, bind):
     server = server_factory('threaded', 'echo', bind=bind, target=upstream_target)
     body = b'0123456789' * 1000

@@ -27,7 +27,9 @@ SUPPORT_DIR = os.path.dirname(os.path.abspath(__file__))
 SERVE_SCRIPT = os.path.join(SUPPORT_DIR, 'serve.py')
 REPO_ROOT = os.path.dirname(os.path.dirname(SUPPORT_DIR))
 
-BIND_KINDS = ('tcp', 'tcp6', 'unix', 'fd0', 'fd0-unix')
+BIND_KINDS = ('tcp', 'tcp6', 'unix', 'fd0', 'fd0-unix', 'spawn-fcgi', 'spawn-fcgi-unix')
+
+SPAWN_FCGI = '/usr/bin/spawn-fcgi'
 
 START_ATTEMPTS = 3  # ports tried when the chosen one was taken meanwhile
 
@@ -139,7 +141,9 @@ class ServerProcess(object):
     AJP one such as scgi-threaded.  ``app`` is a name from ``apps.py``.
     ``bind`` is one of tcp, tcp6, unix, fd0 and fd0-unix.  The fd0 kinds
     make the listening socket here (TCP or Unix) and give it to the server
-    as standard input, as spawn-fcgi does.  ``kw`` is a dict of extra
+    as standard input, as spawn-fcgi does.  The spawn-fcgi kinds run
+    Debian's ``spawn-fcgi -n``, which binds a TCP or Unix socket and execs
+    serve.py with it as standard input.  ``kw`` is a dict of extra
     WSGIServer keywords.  ``target`` is the folder that contains the flup
     package to run.  When it is None, FLUP_TEST_TARGET passes through from
     this environment, and serve.py falls back to the repository root.
@@ -201,6 +205,16 @@ class ServerProcess(object):
             argv.extend(['--kw', '%s=%s' % (name, self.kw[name])])
         return argv
 
+    def _spawn_fcgi_command(self):
+        """Return the spawn-fcgi command line; with -n it execs serve.py in its own process."""
+        if not os.access(SPAWN_FCGI, os.X_OK):
+            raise ServerStartError('%s not found; install the Debian package spawn-fcgi' % SPAWN_FCGI)
+        if isinstance(self.address, str):
+            where = ['-s', self.address]
+        else:
+            where = ['-a', self.address[0], '-p', str(self.address[1])]
+        return [SPAWN_FCGI, '-n'] + where + ['--'] + self.command('fd0')
+
     def environment(self):
         environ = dict(os.environ)
         # PYTHONPATH could put a second flup ahead of the target.
@@ -211,11 +225,11 @@ class ServerProcess(object):
         return environ
 
     def _choose_address(self):
-        if self.bind == 'tcp':
+        if self.bind in ('tcp', 'spawn-fcgi'):
             return ('127.0.0.1', free_port('127.0.0.1'))
         if self.bind == 'tcp6':
             return ('::1', free_port('::1'), 0, 0)
-        if self.bind == 'unix':
+        if self.bind in ('unix', 'spawn-fcgi-unix'):
             return unix_socket_path(self.workdir, 'fcgi.sock')
         return None
 
@@ -243,7 +257,8 @@ class ServerProcess(object):
                 return self
             except ServerStartError:
                 port_taken = 'Address already in use' in self.log_text()
-                if not (port_taken and self.bind in ('tcp', 'tcp6') and attempt < START_ATTEMPTS):
+                tcp = self.bind in ('tcp', 'tcp6', 'spawn-fcgi')
+                if not (port_taken and tcp and attempt < START_ATTEMPTS):
                     raise
 
     def _spawn(self):
@@ -258,9 +273,12 @@ class ServerProcess(object):
             else:
                 self.address = self._choose_address()
                 bind_spec = format_bind(self.address)
+            argv = self.command(bind_spec)
+            if self.bind.startswith('spawn-fcgi'):
+                argv = self._spawn_fcgi_command()
             # A new session holds the server and its prefork children for stop().
             self.process = subprocess.Popen(
-                self.command(bind_spec), stdin=stdin, stdout=log_file, stderr=log_file,
+                argv, stdin=stdin, stdout=log_file, stderr=log_file,
                 env=self.environment(), cwd=self.workdir,
                 preexec_fn=session_preexec(signal.SIGKILL), close_fds=True)
         finally:
@@ -273,7 +291,7 @@ class ServerProcess(object):
             self.process.stdin.close()
 
     def _is_listening(self):
-        if self.bind not in ('tcp', 'tcp6'):
+        if self.bind not in ('tcp', 'tcp6', 'spawn-fcgi'):
             return True  # The socket was made here or sits in a private folder.
         # Another process may hold the port, so check that serve.py owns it.
         return self.address[1] in procinfo.listening_ports(self.process.pid)

@@ -227,6 +227,9 @@ NGINX_CGI_PARAMS = (
     ('SERVER_ADDR', '$server_addr'),
     ('SERVER_PORT', '$server_port'),
     ('SERVER_NAME', '$server_name'),
+    ('SCRIPT_FILENAME', '$document_root$fastcgi_script_name'),
+    # php-cgi rejects requests without it while cgi.force_redirect is on (the default).
+    ('REDIRECT_STATUS', '200'),
 )
 
 PATH_INFO_MODES = ('uri', 'empty', 'omit')
