@@ -20,14 +20,20 @@ REPO_ROOT = os.path.dirname(TESTS_DIR)
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from tests.support import upstream, webservers  # noqa: E402 (needs REPO_ROOT on sys.path)
+from tests.support import (
+    upstream,
+    webservers,
+)  # noqa: E402 (needs REPO_ROOT on sys.path)
 from tests.support.servers import ServerProcess, unix_socket_path  # noqa: E402
 
 
 def pytest_addoption(parser):
-    parser.addoption('--server-python', default=os.environ.get('FLUP_TEST_PYTHON') or sys.executable,
-                     help='interpreter that runs the flup servers under test '
-                          '(default: $FLUP_TEST_PYTHON, else the one running pytest)')
+    parser.addoption(
+        '--server-python',
+        default=os.environ.get('FLUP_TEST_PYTHON') or sys.executable,
+        help='interpreter that runs the flup servers under test '
+        '(default: $FLUP_TEST_PYTHON, else the one running pytest)',
+    )
 
 
 @pytest.fixture(scope='session')
@@ -74,7 +80,11 @@ def pytest_runtest_makereport(item, call):
     if report.when != 'call' or not report.failed:
         return
     for server in getattr(item, 'flup_started_servers', ()):
-        log_text = server.log_text() if hasattr(server, 'log_text') else server.error_log_text()
+        log_text = (
+            server.log_text()
+            if hasattr(server, 'log_text')
+            else server.error_log_text()
+        )
         report.sections.append(('log of %r' % (server,), log_text[-LOG_TAIL_CHARS:]))
 
 
@@ -105,7 +115,9 @@ def _web_server_factory(request, workdir, server_class, prefix):
 
     def start(*args, **options):
         counter[0] += 1
-        options.setdefault('workdir', os.path.join(workdir, '%s%d' % (prefix, counter[0])))
+        options.setdefault(
+            'workdir', os.path.join(workdir, '%s%d' % (prefix, counter[0]))
+        )
         server = server_class(*args, **options)
         _collect(request, server)
         return server.start()

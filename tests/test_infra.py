@@ -44,27 +44,34 @@ def post_params(length):
 
 # -- serve.py argument parsing -------------------------------------------------
 
-@pytest.mark.parametrize('text, expected', [
-    ('4', 4),
-    ('1.5', 1.5),
-    ('true', True),
-    ('False', False),
-    ('none', None),
-    ('0o22', 0o22),
-    ('022', 22),
-    ('name', 'name'),
-])
+
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('4', 4),
+        ('1.5', 1.5),
+        ('true', True),
+        ('False', False),
+        ('none', None),
+        ('0o22', 0o22),
+        ('022', 22),
+        ('name', 'name'),
+    ],
+)
 def test_serve_parse_value(text, expected):
     assert serve.parse_value(text) == expected
     assert type(serve.parse_value(text)) is type(expected)
 
 
-@pytest.mark.parametrize('text, expected', [
-    ('127.0.0.1:9000', ('127.0.0.1', 9000)),
-    ('[::1]:9000', ('::1', 9000, 0, 0)),
-    ('unix:/tmp/x.sock', '/tmp/x.sock'),
-    ('fd0', None),
-])
+@pytest.mark.parametrize(
+    'text, expected',
+    [
+        ('127.0.0.1:9000', ('127.0.0.1', 9000)),
+        ('[::1]:9000', ('::1', 9000, 0, 0)),
+        ('unix:/tmp/x.sock', '/tmp/x.sock'),
+        ('fd0', None),
+    ],
+)
 def test_serve_parse_bind(text, expected):
     assert serve.parse_bind(text) == expected
 
@@ -78,8 +85,10 @@ def test_serve_parse_bind_invalid(text):
 
 # -- apps.py, called in-process ------------------------------------------------
 
+
 def call_app(name, environ_overrides=None, body=b''):
     from io import BytesIO
+
     environ = {
         'REQUEST_METHOD': 'GET',
         'SCRIPT_NAME': '',
@@ -172,8 +181,9 @@ FORK_SCRIPT = textwrap.dedent('''
 
 
 def start_script(source):
-    process = subprocess.Popen([sys.executable, '-c', source], stdout=subprocess.PIPE,
-                               preexec_fn=os.setsid)
+    process = subprocess.Popen(
+        [sys.executable, '-c', source], stdout=subprocess.PIPE, preexec_fn=os.setsid
+    )
     line = process.stdout.readline()
     assert line.strip() == b'ready'
     return process
@@ -203,13 +213,17 @@ def test_procinfo_counts_threads_and_sockets():
 def test_procinfo_tree_stats_children():
     process = start_script(FORK_SCRIPT)
     try:
-        children = procinfo.wait_until(lambda: len(procinfo.child_pids(process.pid)) == 2, 5)
+        children = procinfo.wait_until(
+            lambda: len(procinfo.child_pids(process.pid)) == 2, 5
+        )
         assert children
         stats = procinfo.tree_stats(process.pid)
         assert len(stats['children']) == 2
         assert stats['threads'] == 3
         assert set(stats['processes']) == set([process.pid] + stats['children'])
-        assert sorted(procinfo.session_pids(process.pid)) == sorted([process.pid] + stats['children'])
+        assert sorted(procinfo.session_pids(process.pid)) == sorted(
+            [process.pid] + stats['children']
+        )
     finally:
         kill_session(process)
 
@@ -233,7 +247,10 @@ def test_wait_until_returns_last_value():
 
 # -- ServerProcess with upstream and cgi-fcgi ----------------------------------
 
-@pytest.mark.parametrize('bind', ['tcp', 'unix', 'fd0', 'fd0-unix', 'spawn-fcgi', 'spawn-fcgi-unix'])
+
+@pytest.mark.parametrize(
+    'bind', ['tcp', 'unix', 'fd0', 'fd0-unix', 'spawn-fcgi', 'spawn-fcgi-unix']
+)
 def test_cgi_fcgi_against_upstream(server_factory, upstream_target, bind):
     server = server_factory('threaded', 'echo', bind=bind, target=upstream_target)
     body = b'0123456789' * 1000
@@ -270,8 +287,9 @@ def test_server_process_stops_cleanly(server_factory, upstream_target, model):
 
 
 def test_server_process_prefork_children_reaped(server_factory, upstream_target):
-    server = server_factory('prefork', 'hello', target=upstream_target,
-                            kw={'minSpare': 1, 'maxSpare': 2})
+    server = server_factory(
+        'prefork', 'hello', target=upstream_target, kw={'minSpare': 1, 'maxSpare': 2}
+    )
     children = procinfo.wait_until(lambda: procinfo.child_pids(server.pid), 5)
     assert children
     server.stop(timeout=5)
@@ -279,8 +297,11 @@ def test_server_process_prefork_children_reaped(server_factory, upstream_target)
     assert procinfo.session_pids(server.pid) == []
 
 
-def test_server_process_retries_taken_port(server_factory, upstream_target, monkeypatch):
+def test_server_process_retries_taken_port(
+    server_factory, upstream_target, monkeypatch
+):
     from tests.support import servers
+
     blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     blocker.bind(('127.0.0.1', 0))
     blocker.listen(1)
@@ -309,8 +330,17 @@ def test_server_process_bad_target(server_factory, workdir):
 
 
 def test_serve_rejects_multiplexed_scgi(upstream_target):
-    argv = [sys.executable, serve.__file__.replace('.pyc', '.py'), '--model', 'scgi-threaded',
-            '--bind', '127.0.0.1:%d' % free_port(), '--multiplexed', '--app', 'hello']
+    argv = [
+        sys.executable,
+        serve.__file__.replace('.pyc', '.py'),
+        '--model',
+        'scgi-threaded',
+        '--bind',
+        '127.0.0.1:%d' % free_port(),
+        '--multiplexed',
+        '--app',
+        'hello',
+    ]
     environ = dict(os.environ, FLUP_TEST_TARGET=upstream_target)
     returncode, stdout, stderr = webservers.run_command(argv, env=environ, timeout=30)
     assert returncode == 2
@@ -318,6 +348,7 @@ def test_serve_rejects_multiplexed_scgi(upstream_target):
 
 
 # -- real web servers in front of upstream -------------------------------------
+
 
 @pytest.mark.e2e
 @pytest.mark.parametrize('bind', ['tcp', 'unix'])
@@ -342,7 +373,9 @@ def test_nginx_fastcgi_ipv6_backend(server_factory, nginx_factory, upstream_targ
 
 
 @pytest.mark.e2e
-def test_apache_proxy_fcgi_ipv6_backend(server_factory, apache_factory, upstream_target):
+def test_apache_proxy_fcgi_ipv6_backend(
+    server_factory, apache_factory, upstream_target
+):
     if upstream_target.endswith('1.0.2'):
         pytest.skip('upstream flup 1.0.2 cannot bind IPv6 addresses')
     server = server_factory('threaded', 'hello', bind='tcp6', target=upstream_target)
@@ -384,8 +417,9 @@ def test_nginx_post_body_and_keep_conn(server_factory, nginx_factory, upstream_t
 def test_nginx_survives_client_abort(server_factory, nginx_factory, upstream_target):
     server = server_factory('threaded', 'read_body', target=upstream_target)
     nginx = nginx_factory(fastcgi=backend_address(server), request_buffering=False)
-    received = webservers.abort_http(nginx.url + '/upload', 0.3, content_length=100,
-                                     body=b'0123456789')
+    received = webservers.abort_http(
+        nginx.url + '/upload', 0.3, content_length=100, body=b'0123456789'
+    )
     assert received == b''
     status, headers, body = webservers.http_post(nginx.url + '/upload', b'z' * 50)
     assert status == 200
@@ -421,10 +455,19 @@ def test_lighttpd_fastcgi_echo(server_factory, lighttpd_factory, upstream_target
 
 @pytest.mark.e2e
 def test_lighttpd_spawns_serve_fd0(lighttpd_factory, upstream_target, server_python):
-    command = [server_python, serve.__file__.replace('.pyc', '.py'), '--model', 'threaded',
-               '--bind', 'fd0', '--app', 'hello']
-    lighttpd = lighttpd_factory(bin_path=command,
-                                bin_environment={'FLUP_TEST_TARGET': upstream_target})
+    command = [
+        server_python,
+        serve.__file__.replace('.pyc', '.py'),
+        '--model',
+        'threaded',
+        '--bind',
+        'fd0',
+        '--app',
+        'hello',
+    ]
+    lighttpd = lighttpd_factory(
+        bin_path=command, bin_environment={'FLUP_TEST_TARGET': upstream_target}
+    )
     status, headers, body = webservers.http_get(lighttpd.url + '/spawned')
     assert status == 200
     assert body == b'Hello, world!\n'

@@ -48,19 +48,25 @@ def _content_length(environ):
 
 def _json_response(start_response, status, document):
     body = json.dumps(document, sort_keys=True).encode('utf-8')
-    start_response(status, [
-        ('Content-Type', 'application/json'),
-        ('Content-Length', str(len(body))),
-    ])
+    start_response(
+        status,
+        [
+            ('Content-Type', 'application/json'),
+            ('Content-Length', str(len(body))),
+        ],
+    )
     return [body]
 
 
 def _text_response(start_response, status, text):
     body = text.encode('utf-8')
-    start_response(status, [
-        ('Content-Type', 'text/plain; charset=utf-8'),
-        ('Content-Length', str(len(body))),
-    ])
+    start_response(
+        status,
+        [
+            ('Content-Type', 'text/plain; charset=utf-8'),
+            ('Content-Length', str(len(body))),
+        ],
+    )
     return [body]
 
 
@@ -110,10 +116,13 @@ def stream(environ, start_response):
     """Yield ``?n=`` chunks of ``?size=`` bytes (default 40 x 65536)."""
     count = _query_value(environ, 'n', 40, int)
     size = _query_value(environ, 'size', 65536, int)
-    start_response('200 OK', [
-        ('Content-Type', 'application/octet-stream'),
-        ('Content-Length', str(count * size)),
-    ])
+    start_response(
+        '200 OK',
+        [
+            ('Content-Type', 'application/octet-stream'),
+            ('Content-Length', str(count * size)),
+        ],
+    )
 
     def generate():
         chunk = b'x' * size
@@ -139,10 +148,12 @@ def read_body(environ, start_response):
                 break
             total += len(chunk)
     except (IOError, OSError) as exc:
-        log.warning('read_body: reading wsgi.input failed after %d bytes: %r',
-                    total, exc)
-        return _text_response(start_response, '400 Bad Request',
-                              u'%s\n' % type(exc).__name__)
+        log.warning(
+            'read_body: reading wsgi.input failed after %d bytes: %r', total, exc
+        )
+        return _text_response(
+            start_response, '400 Bad Request', u'%s\n' % type(exc).__name__
+        )
     return _text_response(start_response, '200 OK', u'%d\n' % total)
 
 
@@ -163,7 +174,9 @@ def env(environ, start_response):
 def wsgi_flags(environ, start_response):
     """Return wsgi.multithread, wsgi.multiprocess and wsgi.run_once as JSON."""
     names = ('wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once')
-    return _json_response(start_response, '200 OK', dict((name, environ.get(name)) for name in names))
+    return _json_response(
+        start_response, '200 OK', dict((name, environ.get(name)) for name in names)
+    )
 
 
 def slow_body(environ, start_response):
@@ -199,5 +212,6 @@ def get_app(name):
     try:
         return APPS[name]
     except KeyError:
-        raise KeyError('unknown test app %r; expected one of: %s'
-                       % (name, ', '.join(sorted(APPS))))
+        raise KeyError(
+            'unknown test app %r; expected one of: %s' % (name, ', '.join(sorted(APPS)))
+        )

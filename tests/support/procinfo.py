@@ -62,7 +62,7 @@ def _stat_fields(pid):
     # The command name in brackets may contain spaces and ')', so the fields
     # are counted from the last ')'.  Field 0 is then the state, 1 the parent
     # pid, 2 the process group id and 3 the session id.
-    return stat[stat.rfind(')') + 2:].split()
+    return stat[stat.rfind(')') + 2 :].split()
 
 
 def _process_state(pid):
@@ -125,7 +125,7 @@ def _socket_inodes(pid):
         except OSError:
             continue
         if target.startswith('socket:['):
-            inodes.add(target[len('socket:['):-1])
+            inodes.add(target[len('socket:[') : -1])
     return inodes
 
 

@@ -74,7 +74,8 @@ def parse_keyword(text):
     name, sep, value = text.partition('=')
     if not sep or not name:
         raise argparse.ArgumentTypeError(
-            'invalid --kw %r: expected NAME=VALUE, for example maxThreads=4' % text)
+            'invalid --kw %r: expected NAME=VALUE, for example maxThreads=4' % text
+        )
     return name, parse_value(value)
 
 
@@ -88,31 +89,54 @@ def parse_bind(text):
     if text == 'fd0':
         return None
     if text.startswith('unix:'):
-        path = text[len('unix:'):]
+        path = text[len('unix:') :]
         if not path:
-            raise argparse.ArgumentTypeError('invalid --bind %r: the Unix socket path is empty' % text)
+            raise argparse.ArgumentTypeError(
+                'invalid --bind %r: the Unix socket path is empty' % text
+            )
         return str(path)
     host, sep, port = text.rpartition(':')
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError(
-            'invalid --bind %r: expected HOST:PORT, [IPV6]:PORT, unix:/path or fd0' % text)
+            'invalid --bind %r: expected HOST:PORT, [IPV6]:PORT, unix:/path or fd0'
+            % text
+        )
     if host.startswith('[') and host.endswith(']'):
         return (str(host[1:-1]), int(port), 0, 0)
     return (str(host), int(port))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description='Run a test WSGI app under a flup FastCGI, SCGI or AJP server.')
-    parser.add_argument('--model', required=True, choices=sorted(MODEL_MODULES),
-                        help='server module: threaded (fcgi), prefork (fcgi_fork), single (fcgi_single), '
-                             'scgi-threaded, scgi-prefork, ajp-threaded or ajp-prefork')
-    parser.add_argument('--bind', required=True, type=parse_bind,
-                        help='HOST:PORT, [IPV6]:PORT, unix:/path, or fd0 to serve the socket on standard input')
-    parser.add_argument('--multiplexed', action='store_true',
-                        help='pass multiplexed=True to WSGIServer')
-    parser.add_argument('--kw', action='append', default=[], type=parse_keyword, metavar='NAME=VALUE',
-                        help='extra WSGIServer keyword; the value is parsed as bool, int, float or str')
-    parser.add_argument('--app', required=True, help='application name from tests/support/apps.py')
+    parser = argparse.ArgumentParser(
+        description='Run a test WSGI app under a flup FastCGI, SCGI or AJP server.'
+    )
+    parser.add_argument(
+        '--model',
+        required=True,
+        choices=sorted(MODEL_MODULES),
+        help='server module: threaded (fcgi), prefork (fcgi_fork), single (fcgi_single), '
+        'scgi-threaded, scgi-prefork, ajp-threaded or ajp-prefork',
+    )
+    parser.add_argument(
+        '--bind',
+        required=True,
+        type=parse_bind,
+        help='HOST:PORT, [IPV6]:PORT, unix:/path, or fd0 to serve the socket on standard input',
+    )
+    parser.add_argument(
+        '--multiplexed', action='store_true', help='pass multiplexed=True to WSGIServer'
+    )
+    parser.add_argument(
+        '--kw',
+        action='append',
+        default=[],
+        type=parse_keyword,
+        metavar='NAME=VALUE',
+        help='extra WSGIServer keyword; the value is parsed as bool, int, float or str',
+    )
+    parser.add_argument(
+        '--app', required=True, help='application name from tests/support/apps.py'
+    )
     return parser
 
 
@@ -125,9 +149,11 @@ def import_flup_server(model):
     module = sys.modules[module_name]
     origin = os.path.realpath(module.__file__)
     if not origin.startswith(os.path.join(target, 'flup') + os.sep):
-        print('serve.py: %s was imported from %s, not from FLUP_TEST_TARGET=%s; '
-              'remove the other flup from sys.path' % (module_name, origin, target),
-              file=sys.stderr)
+        print(
+            'serve.py: %s was imported from %s, not from FLUP_TEST_TARGET=%s; '
+            'remove the other flup from sys.path' % (module_name, origin, target),
+            file=sys.stderr,
+        )
         sys.exit(2)
     return module
 
@@ -137,14 +163,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.model not in FASTCGI_MODELS:
         if args.multiplexed:
-            parser.error('--multiplexed applies to the FastCGI models only, not %s' % args.model)
+            parser.error(
+                '--multiplexed applies to the FastCGI models only, not %s' % args.model
+            )
         if args.bind is None:
-            parser.error('--bind fd0 applies to the FastCGI models only, not %s' % args.model)
+            parser.error(
+                '--bind fd0 applies to the FastCGI models only, not %s' % args.model
+            )
     logging.basicConfig(level=logging.DEBUG, format=LOG_FORMAT, stream=sys.stderr)
     log = logging.getLogger('flup_tests.serve')
 
     # The script's own folder is sys.path[0], so apps imports without flup.
     from apps import get_app
+
     application = get_app(args.app)
 
     module = import_flup_server(args.model)
@@ -152,8 +183,14 @@ def main(argv=None):
     if args.model in FASTCGI_MODELS:
         keywords.setdefault('multiplexed', args.multiplexed)
     server = module.WSGIServer(application, bindAddress=args.bind, **keywords)
-    log.info('starting %s.WSGIServer (pid %d) bindAddress=%r app=%s keywords=%r',
-             module.__name__, os.getpid(), args.bind, args.app, keywords)
+    log.info(
+        'starting %s.WSGIServer (pid %d) bindAddress=%r app=%s keywords=%r',
+        module.__name__,
+        os.getpid(),
+        args.bind,
+        args.app,
+        keywords,
+    )
     result = server.run()
     log.info('run() returned %r (pid %d)', result, os.getpid())
     return 0

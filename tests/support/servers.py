@@ -50,9 +50,11 @@ def session_preexec(death_signal):
     so a test run killed from outside does not leave servers behind.  Start
     long-lived servers from a thread that lives as long as they should.
     """
+
     def preexec():
         os.setsid()
         _libc.prctl(PR_SET_PDEATHSIG, int(death_signal), 0, 0, 0)
+
     return preexec
 
 
@@ -157,11 +159,23 @@ class ServerProcess(object):
     killed).
     """
 
-    def __init__(self, model, app, bind='tcp', multiplexed=False, kw=None,
-                 target=None, python=None, workdir=None, env=None,
-                 ready_timeout=15.0):
+    def __init__(
+        self,
+        model,
+        app,
+        bind='tcp',
+        multiplexed=False,
+        kw=None,
+        target=None,
+        python=None,
+        workdir=None,
+        env=None,
+        ready_timeout=15.0,
+    ):
         if bind not in BIND_KINDS:
-            raise ValueError('invalid bind %r: expected one of %s' % (bind, ', '.join(BIND_KINDS)))
+            raise ValueError(
+                'invalid bind %r: expected one of %s' % (bind, ', '.join(BIND_KINDS))
+            )
         self.model = model
         self.app = app
         self.bind = bind
@@ -198,7 +212,16 @@ class ServerProcess(object):
         return format_bind(self.address)
 
     def command(self, bind_spec):
-        argv = [self.python, SERVE_SCRIPT, '--model', self.model, '--bind', bind_spec, '--app', self.app]
+        argv = [
+            self.python,
+            SERVE_SCRIPT,
+            '--model',
+            self.model,
+            '--bind',
+            bind_spec,
+            '--app',
+            self.app,
+        ]
         if self.multiplexed:
             argv.append('--multiplexed')
         for name in sorted(self.kw):
@@ -208,7 +231,9 @@ class ServerProcess(object):
     def _spawn_fcgi_command(self):
         """Return the spawn-fcgi command line; with -n it execs serve.py in its own process."""
         if not os.access(SPAWN_FCGI, os.X_OK):
-            raise ServerStartError('%s not found; install the Debian package spawn-fcgi' % SPAWN_FCGI)
+            raise ServerStartError(
+                '%s not found; install the Debian package spawn-fcgi' % SPAWN_FCGI
+            )
         if isinstance(self.address, str):
             where = ['-s', self.address]
         else:
@@ -278,9 +303,15 @@ class ServerProcess(object):
                 argv = self._spawn_fcgi_command()
             # A new session holds the server and its prefork children for stop().
             self.process = subprocess.Popen(
-                argv, stdin=stdin, stdout=log_file, stderr=log_file,
-                env=self.environment(), cwd=self.workdir,
-                preexec_fn=session_preexec(signal.SIGKILL), close_fds=True)
+                argv,
+                stdin=stdin,
+                stdout=log_file,
+                stderr=log_file,
+                env=self.environment(),
+                cwd=self.workdir,
+                preexec_fn=session_preexec(signal.SIGKILL),
+                close_fds=True,
+            )
         finally:
             log_file.close()
             if self._listen_socket is not None:
@@ -307,8 +338,10 @@ class ServerProcess(object):
         attempts = int(self.ready_timeout / 0.05) + 1
         for _ in range(attempts):
             if self.process.poll() is not None:
-                raise ServerStartError('serve.py exited with status %s before accepting connections; log:\n%s'
-                                       % (self.process.returncode, self.log_text()))
+                raise ServerStartError(
+                    'serve.py exited with status %s before accepting connections; log:\n%s'
+                    % (self.process.returncode, self.log_text())
+                )
             try:
                 probe = connect(self.address, timeout=1.0)
             except (socket.error, OSError) as exc:
@@ -322,8 +355,10 @@ class ServerProcess(object):
                 break
             time.sleep(0.05)
         self.stop(timeout=2.0)
-        raise ServerStartError('serve.py did not accept connections on %r within %.1f s (last error: %s); log:\n%s'
-                               % (self.address, self.ready_timeout, last_error, self.log_text()))
+        raise ServerStartError(
+            'serve.py did not accept connections on %r within %.1f s (last error: %s); log:\n%s'
+            % (self.address, self.ready_timeout, last_error, self.log_text())
+        )
 
     # -- inspect -----------------------------------------------------------
 
@@ -389,8 +424,11 @@ class ServerProcess(object):
             except OSError:  # It exited between poll() and the signal.
                 pass
         self.exited_in_time = self._wait_exit(timeout)
-        self.leftover_pids = [pid for pid in procinfo.session_pids(self.process.pid)
-                              if pid != self.process.pid]
+        self.leftover_pids = [
+            pid
+            for pid in procinfo.session_pids(self.process.pid)
+            if pid != self.process.pid
+        ]
         self._kill_session()
         self.process.wait()
         self.returncode = self.process.returncode
@@ -408,4 +446,9 @@ class ServerProcess(object):
 
     def __repr__(self):
         return '<ServerProcess %s %s bind=%s address=%r pid=%s>' % (
-            self.model, self.app, self.bind, self.address, self.pid)
+            self.model,
+            self.app,
+            self.bind,
+            self.address,
+            self.pid,
+        )

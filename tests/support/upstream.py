@@ -31,7 +31,9 @@ def python_major(python):
     """Return the major version of the interpreter ``python``."""
     if python in (None, sys.executable):
         return sys.version_info[0]
-    output = subprocess.check_output([python, '-c', 'import sys; print(sys.version_info[0])'])
+    output = subprocess.check_output(
+        [python, '-c', 'import sys; print(sys.version_info[0])']
+    )
     return int(output.decode('ascii').strip())
 
 
@@ -71,18 +73,38 @@ def install_upstream(version=None, python=None):
 
 def _pip_install(version, python, target):
     staging = tempfile.mkdtemp(prefix='flup-%s-' % version, dir=UPSTREAM_ROOT)
-    argv = [python, '-m', 'pip', 'install', '--disable-pip-version-check', '--no-deps',
-            '--no-compile', '--target', staging, 'flup==%s' % version]
+    argv = [
+        python,
+        '-m',
+        'pip',
+        'install',
+        '--disable-pip-version-check',
+        '--no-deps',
+        '--no-compile',
+        '--target',
+        staging,
+        'flup==%s' % version,
+    ]
     try:
-        returncode, stdout, stderr = run_command(argv, env=dict(os.environ), timeout=INSTALL_TIMEOUT)
+        returncode, stdout, stderr = run_command(
+            argv, env=dict(os.environ), timeout=INSTALL_TIMEOUT
+        )
     except CommandTimeout:
         shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError('pip install flup==%s timed out after %d s' % (version, INSTALL_TIMEOUT))
+        raise RuntimeError(
+            'pip install flup==%s timed out after %d s' % (version, INSTALL_TIMEOUT)
+        )
     if returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError('%s failed with status %d:\n%s%s'
-                           % (' '.join(argv), returncode, stdout.decode('utf-8', 'replace'),
-                              stderr.decode('utf-8', 'replace')))
+        raise RuntimeError(
+            '%s failed with status %d:\n%s%s'
+            % (
+                ' '.join(argv),
+                returncode,
+                stdout.decode('utf-8', 'replace'),
+                stderr.decode('utf-8', 'replace'),
+            )
+        )
     if os.path.isdir(target):
         shutil.rmtree(target)
     os.rename(staging, target)

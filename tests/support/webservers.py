@@ -45,8 +45,10 @@ class WebServerError(RuntimeError):
 def require_binary(path, package):
     """Raise WebServerError unless ``path`` is an executable file."""
     if not os.access(path, os.X_OK):
-        raise WebServerError('%s not found; install the Debian package %s (apt-get install -y %s)'
-                             % (path, package, package))
+        raise WebServerError(
+            '%s not found; install the Debian package %s (apt-get install -y %s)'
+            % (path, package, package)
+        )
 
 
 def format_host_port(host, port):
@@ -59,10 +61,12 @@ def format_host_port(host, port):
 def parse_backend(address):
     """Split ``'HOST:PORT'`` or ``'unix:/path'`` into ('tcp', host, port) or ('unix', path, None)."""
     if address.startswith('unix:'):
-        return 'unix', address[len('unix:'):], None
+        return 'unix', address[len('unix:') :], None
     host, sep, port = address.rpartition(':')
     if not sep or not port.isdigit():
-        raise ValueError('invalid backend address %r: expected HOST:PORT or unix:/path' % address)
+        raise ValueError(
+            'invalid backend address %r: expected HOST:PORT or unix:/path' % address
+        )
     return 'tcp', host.strip('[]'), int(port)
 
 
@@ -123,9 +127,16 @@ class WebServer(object):
         output = io.open(self.output_path, 'ab')
         try:
             # SIGTERM on the death of the test process lets the server stop its own workers.
-            return subprocess.Popen(self.command(), stdin=open(os.devnull, 'rb'), stdout=output,
-                                    stderr=output, cwd=self.workdir, env=self.environment(),
-                                    preexec_fn=session_preexec(signal.SIGTERM), close_fds=True)
+            return subprocess.Popen(
+                self.command(),
+                stdin=open(os.devnull, 'rb'),
+                stdout=output,
+                stderr=output,
+                cwd=self.workdir,
+                env=self.environment(),
+                preexec_fn=session_preexec(signal.SIGTERM),
+                close_fds=True,
+            )
         finally:
             output.close()
 
@@ -151,8 +162,10 @@ class WebServer(object):
             time.sleep(0.05)
         log = self.error_log_text()
         self.stop()
-        raise WebServerError('%s did not listen on 127.0.0.1:%d within %.0f s; log:\n%s'
-                             % (self.name, self.port, self.ready_timeout, log))
+        raise WebServerError(
+            '%s did not listen on 127.0.0.1:%d within %.0f s; log:\n%s'
+            % (self.name, self.port, self.ready_timeout, log)
+        )
 
     def start(self):
         """Write the config, start the server and wait until it listens; return self."""
@@ -168,8 +181,10 @@ class WebServer(object):
                 break
         log = self.error_log_text()
         self.stop()
-        raise WebServerError('%s failed to start (status %s); command %s; log:\n%s'
-                             % (self.name, self.process.returncode, ' '.join(self.command()), log))
+        raise WebServerError(
+            '%s failed to start (status %s); command %s; log:\n%s'
+            % (self.name, self.process.returncode, ' '.join(self.command()), log)
+        )
 
     def stop_signal(self):
         return signal.SIGTERM
@@ -203,7 +218,11 @@ class WebServer(object):
         return False
 
     def __repr__(self):
-        return '<%s %s pid=%s>' % (type(self).__name__, self.url if self.port else '-', self.pid)
+        return '<%s %s pid=%s>' % (
+            type(self).__name__,
+            self.url if self.port else '-',
+            self.pid,
+        )
 
 
 # -- nginx -----------------------------------------------------------------
@@ -258,16 +277,30 @@ class Nginx(WebServer):
 
     name = 'nginx'
 
-    def __init__(self, fastcgi=None, scgi=None, extra_http='', extra_location='',
-                 script_name='', path_info='uri', keep_conn=False, request_buffering=True,
-                 workdir=None):
+    def __init__(
+        self,
+        fastcgi=None,
+        scgi=None,
+        extra_http='',
+        extra_location='',
+        script_name='',
+        path_info='uri',
+        keep_conn=False,
+        request_buffering=True,
+        workdir=None,
+    ):
         require_binary(NGINX, 'nginx')
         if (fastcgi is None) == (scgi is None):
             raise ValueError('give exactly one of fastcgi= and scgi=')
         if path_info not in PATH_INFO_MODES:
-            raise ValueError('invalid path_info %r: expected one of %s' % (path_info, ', '.join(PATH_INFO_MODES)))
+            raise ValueError(
+                'invalid path_info %r: expected one of %s'
+                % (path_info, ', '.join(PATH_INFO_MODES))
+            )
         if scgi is not None and keep_conn:
-            raise ValueError('keep_conn applies to fastcgi only; SCGI has one request per connection')
+            raise ValueError(
+                'keep_conn applies to fastcgi only; SCGI has one request per connection'
+            )
         WebServer.__init__(self, workdir)
         self.protocol = 'fastcgi' if fastcgi is not None else 'scgi'
         self.backend = fastcgi if fastcgi is not None else scgi
@@ -281,8 +314,17 @@ class Nginx(WebServer):
         self.config_path = os.path.join(self.workdir, 'nginx.conf')
 
     def command(self):
-        return [NGINX, '-p', self.workdir + '/', '-c', self.config_path, '-e', self.error_log_path,
-                '-g', 'daemon off;']
+        return [
+            NGINX,
+            '-p',
+            self.workdir + '/',
+            '-c',
+            self.config_path,
+            '-e',
+            self.error_log_path,
+            '-g',
+            'daemon off;',
+        ]
 
     def stop_signal(self):
         return signal.SIGQUIT  # graceful: finish open requests, then exit
@@ -332,7 +374,11 @@ class Nginx(WebServer):
 
     def write_config(self):
         kind, host_or_path, port = parse_backend(self.backend)
-        server = 'unix:%s' % host_or_path if kind == 'unix' else format_host_port(host_or_path, port)
+        server = (
+            'unix:%s' % host_or_path
+            if kind == 'unix'
+            else format_host_port(host_or_path, port)
+        )
         keepalive = 'keepalive 8;' if self.keep_conn else ''
         temp = os.path.join(self.workdir, 'temp')
         if not os.path.isdir(temp):
@@ -385,10 +431,13 @@ http {
             'location_body': self._location_body(),
         }
         with io.open(self.config_path, 'w') as config_file:
-            config_file.write(config.decode('utf-8') if isinstance(config, bytes) else config)
+            config_file.write(
+                config.decode('utf-8') if isinstance(config, bytes) else config
+            )
 
 
 # -- lighttpd --------------------------------------------------------------
+
 
 def _lighttpd_string(text):
     return '"%s"' % text.replace('\\', '\\\\').replace('"', '\\"')
@@ -416,21 +465,40 @@ class Lighttpd(WebServer):
 
     name = 'lighttpd'
 
-    def __init__(self, fastcgi=None, scgi=None, ajp13=None, bin_path=None, bin_environment=None,
-                 prefix='/', fix_root_scriptname=True, max_procs=1, extra_config='', workdir=None):
+    def __init__(
+        self,
+        fastcgi=None,
+        scgi=None,
+        ajp13=None,
+        bin_path=None,
+        bin_environment=None,
+        prefix='/',
+        fix_root_scriptname=True,
+        max_procs=1,
+        extra_config='',
+        workdir=None,
+    ):
         require_binary(LIGHTTPD, 'lighttpd')
-        backends = [value for value in (fastcgi, scgi, ajp13, bin_path) if value is not None]
+        backends = [
+            value for value in (fastcgi, scgi, ajp13, bin_path) if value is not None
+        ]
         if len(backends) != 1:
-            raise ValueError('give exactly one of fastcgi=, scgi=, ajp13= and bin_path=')
+            raise ValueError(
+                'give exactly one of fastcgi=, scgi=, ajp13= and bin_path='
+            )
         WebServer.__init__(self, workdir)
         self.fastcgi = fastcgi
         self.scgi = scgi
         self.ajp13 = ajp13
         self.bin_path = list(bin_path) if bin_path is not None else None
         # lighttpd 1.4 splits "bin-path" at spaces and has no quoting.
-        if self.bin_path and any(' ' in argument or not argument for argument in self.bin_path):
-            raise ValueError('invalid bin_path %r: lighttpd cannot pass empty arguments '
-                             'or arguments with spaces' % (self.bin_path,))
+        if self.bin_path and any(
+            ' ' in argument or not argument for argument in self.bin_path
+        ):
+            raise ValueError(
+                'invalid bin_path %r: lighttpd cannot pass empty arguments '
+                'or arguments with spaces' % (self.bin_path,)
+            )
         self.fix_root_scriptname = fix_root_scriptname
         self.bin_environment = dict(bin_environment or {})
         self.prefix = prefix
@@ -453,12 +521,16 @@ class Lighttpd(WebServer):
             options.append('"fix-root-scriptname" => "enable"')
         if self.bin_path is not None:
             socket_path = os.path.join(self.workdir, 'spawned.sock')
-            options.append('"bin-path" => %s' % _lighttpd_string(' '.join(self.bin_path)))
+            options.append(
+                '"bin-path" => %s' % _lighttpd_string(' '.join(self.bin_path))
+            )
             options.append('"socket" => %s' % _lighttpd_string(socket_path))
             options.append('"max-procs" => %d' % self.max_procs)
             if self.bin_environment:
-                pairs = ', '.join('%s => %s' % (_lighttpd_string(name), _lighttpd_string(value))
-                                  for name, value in sorted(self.bin_environment.items()))
+                pairs = ', '.join(
+                    '%s => %s' % (_lighttpd_string(name), _lighttpd_string(value))
+                    for name, value in sorted(self.bin_environment.items())
+                )
                 options.append('"bin-environment" => (%s)' % pairs)
             return 'fastcgi.server', options
         if self.fastcgi is not None:
@@ -474,21 +546,26 @@ class Lighttpd(WebServer):
             if not os.path.isdir(folder):
                 os.makedirs(folder)
         directive, options = self._handler_config()
-        config = '\n'.join([
-            'server.modules = ("mod_accesslog", "mod_fastcgi", "mod_scgi", "mod_ajp13")',
-            'server.document-root = %s' % _lighttpd_string(htdocs),
-            'server.upload-dirs = (%s)' % _lighttpd_string(uploads),
-            'server.bind = "127.0.0.1"',
-            'server.port = %d' % self.port,
-            'server.errorlog = %s' % _lighttpd_string(self.error_log_path),
-            'accesslog.filename = %s' % _lighttpd_string(self.access_log_path),
-            'server.max-worker = 0',
-            '%s = (%s => ((%s)))' % (directive, _lighttpd_string(self.prefix), ', '.join(options)),
-            self.extra_config,
-            '',
-        ])
+        config = '\n'.join(
+            [
+                'server.modules = ("mod_accesslog", "mod_fastcgi", "mod_scgi", "mod_ajp13")',
+                'server.document-root = %s' % _lighttpd_string(htdocs),
+                'server.upload-dirs = (%s)' % _lighttpd_string(uploads),
+                'server.bind = "127.0.0.1"',
+                'server.port = %d' % self.port,
+                'server.errorlog = %s' % _lighttpd_string(self.error_log_path),
+                'accesslog.filename = %s' % _lighttpd_string(self.access_log_path),
+                'server.max-worker = 0',
+                '%s = (%s => ((%s)))'
+                % (directive, _lighttpd_string(self.prefix), ', '.join(options)),
+                self.extra_config,
+                '',
+            ]
+        )
         with io.open(self.config_path, 'w') as config_file:
-            config_file.write(config.decode('utf-8') if isinstance(config, bytes) else config)
+            config_file.write(
+                config.decode('utf-8') if isinstance(config, bytes) else config
+            )
 
 
 # -- Apache httpd ----------------------------------------------------------
@@ -511,7 +588,7 @@ def apache_builtin_modules():
         for line in listing.splitlines():
             line = line.strip()
             if line.startswith('mod_') and line.endswith('.c'):
-                _apache_builtins.append(line[len('mod_'):-len('.c')])
+                _apache_builtins.append(line[len('mod_') : -len('.c')])
     return list(_apache_builtins)
 
 
@@ -533,14 +610,27 @@ class ApacheHttpd(WebServer):
 
     name = 'apache'
 
-    def __init__(self, backend, proxy='fcgi', prefix='/', user='www-data', extra_modules=(),
-                 extra_config='', workdir=None):
+    def __init__(
+        self,
+        backend,
+        proxy='fcgi',
+        prefix='/',
+        user='www-data',
+        extra_modules=(),
+        extra_config='',
+        workdir=None,
+    ):
         require_binary(APACHE, 'apache2')
         if proxy not in APACHE_PROXY_MODULES:
-            raise ValueError('invalid proxy %r: expected one of %s' % (proxy, ', '.join(sorted(APACHE_PROXY_MODULES))))
+            raise ValueError(
+                'invalid proxy %r: expected one of %s'
+                % (proxy, ', '.join(sorted(APACHE_PROXY_MODULES)))
+            )
         kind, _, _ = parse_backend(backend)
         if kind == 'unix' and proxy == 'ajp':
-            raise ValueError('mod_proxy_ajp cannot connect to a Unix socket; give HOST:PORT')
+            raise ValueError(
+                'mod_proxy_ajp cannot connect to a Unix socket; give HOST:PORT'
+            )
         WebServer.__init__(self, workdir)
         self.backend = backend
         self.proxy = proxy
@@ -562,9 +652,16 @@ class ApacheHttpd(WebServer):
 
     def write_config(self):
         builtins = apache_builtin_modules()
-        requested = APACHE_BASE_MODULES + (APACHE_PROXY_MODULES[self.proxy],) + self.extra_modules
+        requested = (
+            APACHE_BASE_MODULES
+            + (APACHE_PROXY_MODULES[self.proxy],)
+            + self.extra_modules
+        )
         modules = [name for name in requested if name not in builtins]
-        lines = ['LoadModule %s_module %s/mod_%s.so' % (name, APACHE_MODULES, name) for name in modules]
+        lines = [
+            'LoadModule %s_module %s/mod_%s.so' % (name, APACHE_MODULES, name)
+            for name in modules
+        ]
         if os.geteuid() == 0:
             lines += ['User %s' % self.user, 'Group %s' % self.user]
         lines += [
@@ -584,15 +681,21 @@ class ApacheHttpd(WebServer):
         ]
         with io.open(self.config_path, 'w') as config_file:
             config = '\n'.join(lines)
-            config_file.write(config.decode('utf-8') if isinstance(config, bytes) else config)
+            config_file.write(
+                config.decode('utf-8') if isinstance(config, bytes) else config
+            )
 
 
 # -- HTTP and FastCGI clients ------------------------------------------------
 
+
 def _split_url(url):
     parts = urlsplit(url)
     if parts.hostname not in ('127.0.0.1', 'localhost', '::1'):
-        raise ValueError('invalid URL %r: the tests connect only to 127.0.0.1, localhost or ::1' % url)
+        raise ValueError(
+            'invalid URL %r: the tests connect only to 127.0.0.1, localhost or ::1'
+            % url
+        )
     path = parts.path or '/'
     if parts.query:
         path += '?' + parts.query
@@ -611,7 +714,9 @@ def http_request(method, url, body=None, headers=None, timeout=30.0):
         connection.request(method, path, body=body, headers=dict(headers or {}))
         response = connection.getresponse()
         data = response.read()
-        response_headers = dict((name.lower(), value) for name, value in response.getheaders())
+        response_headers = dict(
+            (name.lower(), value) for name, value in response.getheaders()
+        )
         return response.status, response_headers, data
     finally:
         connection.close()
@@ -630,8 +735,15 @@ def http_post(url, body, headers=None, timeout=30.0):
 MAX_ABORT_READ = 1 << 20  # bytes kept from the response before hanging up
 
 
-def abort_http(url, after_seconds, reset=True, method=None, content_length=None, body=b'',
-               headers=None):
+def abort_http(
+    url,
+    after_seconds,
+    reset=True,
+    method=None,
+    content_length=None,
+    body=b'',
+    headers=None,
+):
     """Send a request on a raw connection, wait, then hang up; return the bytes received.
 
     With ``content_length`` set, the request announces that many body bytes
@@ -684,7 +796,9 @@ def abort_http(url, after_seconds, reset=True, method=None, content_length=None,
                 received_size += len(chunk)
     finally:
         if reset:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+            sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0)
+            )
         sock.close()
     return b''.join(received)
 
@@ -700,7 +814,9 @@ def parse_cgi_response(data):
         if found:
             break
     else:
-        raise ValueError('invalid CGI response: no blank line after the headers in %r' % data[:200])
+        raise ValueError(
+            'invalid CGI response: no blank line after the headers in %r' % data[:200]
+        )
     headers = {}
     for line in head.splitlines():
         name, _, value = line.decode('latin-1').partition(':')
@@ -719,8 +835,14 @@ def run_command(argv, input_bytes=b'', env=None, timeout=30.0):
     The process is killed and CommandTimeout raised after ``timeout`` seconds
     (Python 2.7's ``communicate`` has no timeout, so a timer thread kills it).
     """
-    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env, close_fds=True)
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        close_fds=True,
+    )
     timed_out = []
 
     def kill():
@@ -737,8 +859,10 @@ def run_command(argv, input_bytes=b'', env=None, timeout=30.0):
     finally:
         timer.cancel()
     if timed_out:
-        raise CommandTimeout('%s did not finish within %.0f s; stderr: %r'
-                             % (' '.join(argv), timeout, stderr[-2000:]))
+        raise CommandTimeout(
+            '%s did not finish within %.0f s; stderr: %r'
+            % (' '.join(argv), timeout, stderr[-2000:])
+        )
     return process.returncode, stdout, stderr
 
 
@@ -756,13 +880,19 @@ def cgi_fcgi(address, params_env, body=b'', timeout=30.0):
     if isinstance(address, tuple):
         connect_to = '%s:%d' % (address[0], address[1])
     else:
-        connect_to = address[len('unix:'):] if address.startswith('unix:') else address
+        connect_to = address[len('unix:') :] if address.startswith('unix:') else address
     environ = dict((str(name), str(value)) for name, value in params_env.items())
     if body and 'CONTENT_LENGTH' not in environ:
         environ['CONTENT_LENGTH'] = str(len(body))
-    returncode, stdout, stderr = run_command([CGI_FCGI, '-bind', '-connect', connect_to],
-                                             input_bytes=body, env=environ, timeout=timeout)
+    returncode, stdout, stderr = run_command(
+        [CGI_FCGI, '-bind', '-connect', connect_to],
+        input_bytes=body,
+        env=environ,
+        timeout=timeout,
+    )
     if returncode != 0:
-        raise RuntimeError('cgi-fcgi -connect %s failed with status %d; stderr: %r; stdout: %r'
-                           % (connect_to, returncode, stderr[-2000:], stdout[-2000:]))
+        raise RuntimeError(
+            'cgi-fcgi -connect %s failed with status %d; stderr: %r; stdout: %r'
+            % (connect_to, returncode, stderr[-2000:], stdout[-2000:])
+        )
     return stdout
