@@ -20,10 +20,8 @@ REPO_ROOT = os.path.dirname(TESTS_DIR)
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from tests.support import (
-    upstream,
-    webservers,
-)  # noqa: E402 (needs REPO_ROOT on sys.path)
+# These imports need REPO_ROOT on sys.path.
+from tests.support import upstream, webservers  # noqa: E402
 from tests.support.servers import ServerProcess, unix_socket_path  # noqa: E402
 
 
