@@ -3,7 +3,7 @@
 Each server class writes a self-contained configuration into its own
 temporary folder, listens on a free 127.0.0.1 port, runs in the foreground
 in a new session and is stopped (then killed) on exit.  Only the server
-binaries and Apache's module folder are taken from the system.
+binaries and their module folders are taken from the system.
 
 Addresses of the backend are written as ``'127.0.0.1:PORT'`` or
 ``'unix:/path'``.
