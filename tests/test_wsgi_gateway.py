@@ -356,3 +356,12 @@ def test_access_line_counts_error_page(caplog):
     method, path, status, size, _ = lines[0].split()
     assert (method, path, status) == ('GET', '/broken', '500')
     assert int(size) == len(response.body)
+
+
+def test_access_line_quotes_path(caplog):
+    caplog.set_level(logging.INFO, logger='flup.access')
+    serve_one(lambda environ, start_response: (start_response('200 OK', []), [b''])[1],
+              wire.cgi_params(path='/a b\r\nINFO forged'))
+    lines = [r.getMessage() for r in caplog.records if r.name == 'flup.access']
+    assert len(lines) == 1
+    assert lines[0].split()[1] == '/a%20b%0D%0AINFO%20forged'

@@ -23,8 +23,10 @@ import six
 from flup._compat import PY2, from_native, monotonic, reraise
 
 if PY2:
-    from urllib import unquote as _unquote  # noqa: F401
+    from urllib import quote as _quote
+    from urllib import unquote as _unquote
 else:
+    from urllib.parse import quote as _quote
     from urllib.parse import unquote_to_bytes as _unquote_to_bytes
 
 access_log = logging.getLogger('flup.access')
@@ -281,10 +283,14 @@ def log_access(environ, response, started):
     if not access_log.isEnabledFor(logging.INFO):
         return
     status = response.status.split(' ', 1)[0] if response.status else '-'
-    access_log.info('%s %s%s %s %d %.3f',
+    path = environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', '')
+    # Percent-encode the decoded path again, so that a space or a control
+    # character in it cannot split or forge the line.
+    if not PY2:
+        path = path.encode('latin-1', 'replace')
+    access_log.info('%s %s %s %d %.3f',
                     environ.get('REQUEST_METHOD', '-'),
-                    environ.get('SCRIPT_NAME', ''),
-                    environ.get('PATH_INFO', ''),
+                    _quote(path, safe="/;:@&=+$,~!*'()") or '/',
                     status, response.bytes_sent, monotonic() - started)
 
 
