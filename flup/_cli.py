@@ -178,9 +178,17 @@ def build_parser():
         description='Serve a WSGI application over FastCGI, SCGI or AJP.  '
                     'Without MODULE:CALLABLE the built-in demo page is '
                     'served.',
-        epilog='Example: flup --http 8080 serves the demo over FastCGI on '
-               '%s and opens an HTTP front on http://127.0.0.1:8080/.  '
-               'SIGINT and SIGTERM stop the server, SIGHUP restarts it.'
+        usage='python -m flup [options] [MODULE:CALLABLE]\n'
+              '       flup [options] [MODULE:CALLABLE]',
+        epilog='Run it as python -m flup or as the installed flup command.  '
+               'Example: python -m flup --http 8080 serves the demo over '
+               'FastCGI on %s and opens an HTTP front on '
+               'http://127.0.0.1:8080/.  SIGINT and SIGTERM stop the server '
+               'after the requests in progress finish.  SIGHUP stops it the '
+               'same way, then re-executes the process with the same '
+               'interpreter and arguments, so the application is imported '
+               'again.  The listening socket is closed and bound again, so '
+               'connections that arrive in between are refused.'
                % DEFAULT_BIND)
     _add_server_arguments(parser)
     _add_pool_arguments(parser)
@@ -391,7 +399,7 @@ def _server_class(module, on_listening):
 
 
 class _Runner(object):
-    """Run the server until SIGINT or SIGTERM, restarting it on SIGHUP."""
+    """Run the server until SIGINT or SIGTERM; re-execute the process on SIGHUP."""
 
     def __init__(self, args, application):
         self.args = args
@@ -422,9 +430,89 @@ class _Runner(object):
         return server_class(self.application, **keywords)
 
     def run(self, server):
+        # run() returns True after SIGHUP, once its socket is closed.
         while server.run():
-            log.info('SIGHUP received: restarting the server')
+            reexecute()
             server = self.make_server()
+
+
+def reexec_argv():
+    """Return the argv that starts this process again, or None if unknown.
+
+    Python 3.10 and later keep the original command line, interpreter
+    options included, in ``sys.orig_argv``.  Older versions lose options
+    such as ``-u``; ``python -m flup`` is rebuilt from ``__main__``'s
+    package, and a script (the ``flup`` console script, a launcher) is run
+    again by its path.
+    """
+    executable = sys.executable
+    if not executable:
+        return None
+    original = getattr(sys, 'orig_argv', None)
+    if original:
+        return [executable] + list(original[1:])
+    main_module = sys.modules.get('__main__')
+    spec = getattr(main_module, '__spec__', None)
+    if spec is not None and getattr(spec, 'name', None):
+        module_name = spec.name
+        if module_name.endswith('.__main__'):
+            module_name = module_name[:-len('.__main__')]
+        return [executable, '-m', module_name] + sys.argv[1:]
+    package = getattr(main_module, '__package__', None)
+    if package and os.path.basename(sys.argv[0]).startswith('__main__.py'):
+        # Python 2.7 run with -m sets __package__ but no __spec__.
+        return [executable, '-m', package] + sys.argv[1:]
+    if not sys.argv or not sys.argv[0] or sys.argv[0] == '-c':
+        return None
+    return [executable] + sys.argv
+
+
+def _set_close_on_exec(lowest_fd):
+    """Set FD_CLOEXEC on every open descriptor from ``lowest_fd`` up.
+
+    Python 2.7 creates inheritable descriptors, so without this the HTTP
+    front's listening socket would stay open in the new process and its
+    port could not be bound again.  Descriptors 0 to 2 are kept, which
+    includes a listening socket passed as descriptor 0.
+    """
+    import fcntl
+    try:
+        names = os.listdir('/proc/self/fd')
+    except OSError:
+        names = [str(fd) for fd in range(lowest_fd, 1024)]
+    for name in names:
+        fd = int(name)
+        if fd < lowest_fd:
+            continue
+        try:
+            flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+            fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
+        except (IOError, OSError):
+            pass  # closed meanwhile, such as the listing's own descriptor
+
+
+def reexecute():
+    """Replace this process with a fresh run of the same command.
+
+    Return only when that is impossible, after logging why; the caller
+    then restarts the server with the application already imported.
+    """
+    argv = reexec_argv()
+    if argv is None:
+        log.warning('SIGHUP received, but the command line that started '
+                    'this process is unknown. Restarting the server without '
+                    're-importing the application.')
+        return
+    log.info('SIGHUP received: re-executing %s to import the application '
+             'again', ' '.join(argv))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    _set_close_on_exec(3)
+    try:
+        os.execv(argv[0], argv)
+    except OSError as error:
+        log.error('failed to re-execute %s: %s. Restarting the server '
+                  'without re-importing the application.', argv[0], error)
 
 
 def _describe(address):

@@ -10,6 +10,7 @@ from __future__ import absolute_import
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
@@ -18,6 +19,7 @@ import sys
 import time
 
 import pytest
+from six.moves import http_client
 
 from tests import fcgi_wire
 from tests.support import procinfo
@@ -174,6 +176,11 @@ def test_help_documents_every_option(server_python):
     for action in _cli.build_parser()._actions:
         for option in action.option_strings:
             assert option in text
+    assert text.startswith('usage: python -m flup [options]')
+    assert 'flup [options] [MODULE:CALLABLE]' in text
+    assert 'python -m flup or as the installed flup command' in text
+    epilog = _cli.build_parser().epilog
+    assert 'SIGHUP stops it the same way, then re-executes the process' in epilog
     for option in ('--bind', '--model', '--multiplexed', '--umask',
                    '--min-spare', '--max-spare', '--max-threads',
                    '--max-children', '--max-requests', '--read-timeout',
@@ -330,6 +337,80 @@ def test_sighup_restarts_server(run_flup):
     assert status == 200
     exit_status, _ = command.terminate()
     assert exit_status == 0
+
+
+VERSIONED_APP = '''
+def app(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'version %d']
+'''
+
+
+def write_versioned_app(folder, version):
+    """Write cli_reload_app.py returning ``version N``; drop stale bytecode."""
+    path = os.path.join(folder, 'cli_reload_app.py')
+    with open(path, 'w') as handle:
+        handle.write(VERSIONED_APP % version)
+    # Python 2.7 checks only the source's mtime in seconds, so a .pyc from
+    # the same second would be reused.
+    for stale in ('cli_reload_app.pyc', '__pycache__'):
+        stale_path = os.path.join(folder, stale)
+        if os.path.isdir(stale_path):
+            shutil.rmtree(stale_path)
+        elif os.path.exists(stale_path):
+            os.remove(stale_path)
+
+
+def wait_body(command, url, expected):
+    """GET ``url`` until the body is ``expected``; return the last body."""
+    deadline = time.time() + START_TIMEOUT
+    body = None
+    while time.time() < deadline and command.process.poll() is None:
+        try:
+            _, _, body = http_get(url, timeout=5)
+        except (socket.error, OSError, http_client.HTTPException):
+            # The HTTP front goes away while the process re-executes.
+            body = None
+        if body == expected:
+            break
+        time.sleep(0.05)
+    return body
+
+
+@pytest.mark.parametrize('model', MODELS)
+def test_sighup_reimports_application(run_flup, workdir, model):
+    app_dir = os.path.join(workdir, 'reload-project')
+    os.makedirs(app_dir)
+    write_versioned_app(app_dir, 1)
+    http_port = free_port()
+    command = run_flup(['cli_reload_app:app', '--model', model,
+                        '--bind', '127.0.0.1:%d' % free_port(),
+                        '--http', str(http_port)], cwd=app_dir)
+    url = 'http://127.0.0.1:%d/' % http_port
+    status, _, body = wait_http(command, url)
+    assert status == 200
+    assert body == b'version 1'
+
+    write_versioned_app(app_dir, 2)
+    command.process.send_signal(signal.SIGHUP)
+    assert wait_body(command, url, b'version 2') == b'version 2', \
+        command.log_text()
+    log_text = command.log_text()
+    assert log_text.count('SIGHUP received: re-executing') == 1
+    assert 'cli_reload_app:app --model %s' % model in log_text
+    # os.execv keeps the process id, so a supervisor still tracks it.
+    assert command.process.poll() is None
+    exit_status, _ = command.terminate()
+    assert exit_status == 0, command.log_text()
+    assert procinfo.session_pids(command.sid) == []
+
+
+def test_reexec_argv_repeats_command():
+    argv = _cli.reexec_argv()
+    assert argv[0] == sys.executable
+    # pytest's own arguments end the command line in every form.
+    arguments = sys.argv[1:]
+    assert argv[len(argv) - len(arguments):] == arguments
 
 
 # MODULE:CALLABLE.
