@@ -52,9 +52,9 @@ def started(request_id, params=GET_PARAMS, role=fcgi.FCGI_RESPONDER,
     return fcgi.RequestStarted(request_id, role, keep_conn, list(params))
 
 
-def rejected(request_id, protocol_status):
+def rejected(request_id, protocol_status, keep_conn=False):
     # The reason text is free-form, so comparisons drop it (see normalize).
-    return fcgi.RequestRejected(request_id, protocol_status, None)
+    return fcgi.RequestRejected(request_id, protocol_status, None, keep_conn)
 
 
 def normalize(events):

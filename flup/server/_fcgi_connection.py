@@ -192,6 +192,7 @@ class Connection(object):
         self._closed = False
         self._stopping = False
         self._close_after_request = False
+        self._head_started = None
 
     def __repr__(self):
         return '<%s from %s>' % (type(self).__name__, self.peer)
@@ -289,11 +290,28 @@ class Connection(object):
         return self._stopping
 
     def _read_timeout(self):
-        """Seconds to wait for the web server, or None for no limit."""
+        """Seconds to wait for the web server, or None for no limit.
+
+        Any silence in the middle of a record or of a request's input may
+        last ``readTimeout``.  A request head (FCGI_BEGIN_REQUEST and the
+        PARAMS stream) must also arrive whole within ``readTimeout`` of its
+        first byte, so that a peer trickling bytes cannot hold the
+        connection; nginx, Apache httpd and lighttpd send it at once.
+        """
+        read_timeout = getattr(self.server, 'readTimeout', 60.0)
         with self._state_lock:
             awaiting = self._state.awaiting_input
+            receiving_head = self._state.receiving_head
+        now = monotonic()
+        if not receiving_head:
+            self._head_started = None
+        elif self._head_started is None:
+            self._head_started = now
+        if self._head_started is not None:
+            return max(0.0, min(read_timeout,
+                                self._head_started + read_timeout - now))
         if awaiting or (self._served == 0 and not self._requests):
-            return getattr(self.server, 'readTimeout', 60.0)
+            return read_timeout
         return None
 
     def _wait_fds(self):
@@ -310,7 +328,8 @@ class Connection(object):
         """
         if self._lost or self._closed:
             return False
-        if timeout is False:
+        polling = timeout is not False
+        if not polling:
             timeout = self._read_timeout()
         try:
             fileno = self._sock.fileno()
@@ -319,12 +338,18 @@ class Connection(object):
             self._connection_lost(describe_error(error))
             return False
         if not ready:
-            if timeout:
+            if polling or timeout is None:
+                return True
+            if self._head_started is not None:
+                log.warning('request head from %s not complete %.0f s after '
+                            'it began (readTimeout): closing the connection',
+                            self.peer, monotonic() - self._head_started)
+            else:
                 log.warning('no data from %s for %.0f s in the middle of a '
-                            'request: closing the connection', self.peer, timeout)
-                self._connection_lost('read timed out')
-                return False
-            return True
+                            'request: closing the connection', self.peer,
+                            timeout)
+            self._connection_lost('read timed out')
+            return False
         if fileno not in ready:
             self._on_wakeup()
             return True
@@ -390,6 +415,12 @@ class Connection(object):
                         self.peer, event.reason)
             self._send(encode_end_request(event.request_id, 0,
                                           event.protocol_status))
+            with self._cond:
+                # FastCGI 1.0 section 5.1: without FCGI_KEEP_CONN the
+                # connection closes after this FCGI_END_REQUEST, unless
+                # other requests still need it.
+                if not event.keep_conn and not self._requests:
+                    self._close_after_request = True
 
     def _end_unstarted_request(self, request_id):
         """Answer FCGI_ABORT_REQUEST for a request whose PARAMS had not ended.

@@ -109,9 +109,10 @@ GetValues = collections.namedtuple('GetValues', 'names')
 UnknownType = collections.namedtuple('UnknownType', 'record_type')
 # The web server began a request that this side will not serve;
 # protocol_status says why (FCGI_UNKNOWN_ROLE, FCGI_CANT_MPX_CONN or
-# FCGI_OVERLOADED).  The driver sends FCGI_END_REQUEST with it.
+# FCGI_OVERLOADED).  The driver sends FCGI_END_REQUEST with it, and closes
+# the connection afterwards unless ``keep_conn`` (FCGI_KEEP_CONN) is set.
 RequestRejected = collections.namedtuple(
-    'RequestRejected', 'request_id protocol_status reason')
+    'RequestRejected', 'request_id protocol_status reason keep_conn')
 # All PARAMS arrived: the request can start.  ``params`` is a list of
 # (name, value) byte-string pairs in the order received.
 RequestStarted = collections.namedtuple(
@@ -364,6 +365,17 @@ class ServerConnectionState(object):
         return any(request.state != COMPLETE
                    for request in self._requests.values())
 
+    @property
+    def receiving_head(self):
+        """True while a request's FCGI_BEGIN_REQUEST or PARAMS is incomplete.
+
+        That is a request in its PARAMS stream, or a partial record while
+        no request is open, which can only begin one.
+        """
+        if any(request.state == PARAMS for request in self._requests.values()):
+            return True
+        return self._parser.has_partial_record and not self._requests
+
     def request_ended(self, request_id):
         request = self._requests.pop(request_id, None)
         if request is not None and request.state == PARAMS:
@@ -426,24 +438,25 @@ class ServerConnectionState(object):
                 'FCGI_BEGIN_REQUEST for request %d, which is already open'
                 % request_id, request_id)
         role, flags = _BEGIN_REQUEST_BODY.unpack(record.content)
+        keep_conn = bool(flags & FCGI_KEEP_CONN)
         if role not in self.roles:
             events.append(RequestRejected(
                 request_id, FCGI_UNKNOWN_ROLE,
-                'role %d is not served' % role))
+                'role %d is not served' % role, keep_conn))
             return
         if self._requests and not self.multiplexed:
             events.append(RequestRejected(
                 request_id, FCGI_CANT_MPX_CONN,
-                'a request is already open and multiplexing is off'))
+                'a request is already open and multiplexing is off',
+                keep_conn))
             return
         if len(self._requests) >= self.max_requests:
             events.append(RequestRejected(
                 request_id, FCGI_OVERLOADED,
                 '%d requests are already open on this connection'
-                % len(self._requests)))
+                % len(self._requests), keep_conn))
             return
-        self._requests[request_id] = _RequestInput(
-            role, bool(flags & FCGI_KEEP_CONN))
+        self._requests[request_id] = _RequestInput(role, keep_conn)
 
     def _receive_params(self, record, request, events):
         request_id = record.request_id
