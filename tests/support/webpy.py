@@ -11,8 +11,7 @@ Which web.py runs on which interpreter:
 - Python 2.7: web.py 0.39, a release for Python 2 only.
 - Python 3.10 and later: web.py 0.76, which declares Requires-Python
   ``>=3.10,<3.15``.
-- Python 3.6 to 3.9: none.  ``webpy_version`` returns None there and the
-  web.py tests skip.
+- Python 3.6 to 3.9: web.py 0.62, the last release that installs there.
 """
 
 from __future__ import absolute_import, print_function
@@ -56,6 +55,11 @@ def webpy_version(python=None):
         return '0.39'
     if (3, 10) <= version < (3, 15):
         return '0.76'
+    if (3, 6) <= version < (3, 10):
+        # 0.76 declares Requires-Python >=3.10; 0.62 is the last release
+        # before that.  It needs a pip newer than Python 3.6's own 18.1,
+        # which tox's virtual environments have.
+        return '0.62'
     return None
 
 
@@ -71,8 +75,8 @@ def install_webpy(python=None):
     major, minor = python_version(python)
     version = webpy_version(python)
     if version is None:
-        raise ValueError('no web.py release is tested on Python %d.%d: web.py 0.76 needs 3.10 to '
-                         '3.14 and 0.39 needs 2.7' % (major, minor))
+        raise ValueError('no web.py release is tested on Python %d.%d: the tests use 0.39 on 2.7, '
+                         '0.62 on 3.6 to 3.9 and 0.76 on 3.10 to 3.14' % (major, minor))
     target = os.path.join(WEBPY_ROOT, 'web.py-%s-py%d.%d' % (version, major, minor))
     marker = os.path.join(target, 'web', 'wsgi.py')
     if os.path.isfile(marker):
