@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 
 import pytest
+from six.moves import http_client
 
 from tests.support import procinfo, webservers
 from tests.support.servers import REPO_ROOT, SUPPORT_DIR, kill_session, unix_socket_path
@@ -41,12 +42,17 @@ SPAWN_FCGI = '/usr/bin/spawn-fcgi'
 EXAMPLE_TCP = '127.0.0.1:9000'
 EXAMPLE_SOCKET = '/run/flup-myapp/app.sock'
 EXAMPLE_APP_DIR = '/srv/myapp'
-EXAMPLE_PYTHON = '/usr/bin/python3'
+EXAMPLE_PYTHON = '/opt/myapp/venv/bin/python'
+EXAMPLE_VENV = '/opt/myapp/venv'
+EXAMPLE_CHECKOUT = '/path/to/flup'
+EXAMPLE_LOG_FILE = '/var/log/myapp/flup.log'
+SYSTEM_PYTHON = '/usr/bin/python3'  # Debian 12's; pip rejects installs into it (PEP 668)
+LARGE_BODY_BYTES = 3 * 1024 * 1024  # above nginx's default client_max_body_size of 1 MiB
 
 # Block names that each page must contain, in any order.
 EXPECTED_BLOCKS = {
     'nginx.md': {'nginx-upstream-tcp', 'nginx-upstream-unix', 'nginx-root', 'nginx-prefix',
-                 'launcher', 'systemd-unit', 'spawn-fcgi'},
+                 'launcher', 'systemd-unit', 'spawn-fcgi', 'venv-install'},
     'lighttpd.md': {'lighttpd-tcp', 'lighttpd-unix', 'lighttpd-prefix', 'lighttpd-bin-path'},
     'apache.md': {'apache-tcp', 'apache-unix', 'apache-prefix'},
 }
@@ -121,6 +127,14 @@ def check_echo(url, path, script_name, path_info):
     document = load_json(body)
     assert document['method'] == 'POST'
     assert document['body_sha1'] == hashlib.sha1(payload).hexdigest()
+
+
+def check_large_post(url, path):
+    """POST LARGE_BODY_BYTES through ``url``; the web server must not reject it with 413."""
+    payload = os.urandom(LARGE_BODY_BYTES)
+    status, headers, body = webservers.http_post(url + path, payload)
+    assert status == 200
+    assert load_json(body)['body_sha1'] == hashlib.sha1(payload).hexdigest()
 
 
 def backend_port(server):
@@ -266,8 +280,8 @@ class ApacheWithBlock(webservers.WebServer):
 
     def write_config(self):
         builtins = webservers.apache_builtin_modules()
-        modules = [name for name in ('mpm_event', 'authz_core', 'unixd', 'log_config', 'proxy',
-                                     'proxy_fcgi') if name not in builtins]
+        modules = [name for name in ('mpm_event', 'authz_core', 'unixd', 'log_config', 'alias',
+                                     'proxy', 'proxy_fcgi') if name not in builtins]
         lines = ['LoadModule %s_module %s/mod_%s.so' % (name, webservers.APACHE_MODULES, name)
                  for name in modules]
         if os.geteuid() == 0:
@@ -318,6 +332,7 @@ def test_nginx_docs_root(server_factory, start_web_server, workdir, bind):
         workdir=os.path.join(workdir, 'nginx')))
     check_echo(nginx.url, '/a/b', '', '/a/b')
     check_echo(nginx.url, '/', '', '/')
+    check_large_post(nginx.url, '/upload')
     if params_set_host_without_port():
         status, headers, body = webservers.http_get(nginx.url + '/host')
         assert load_json(body)['headers']['HTTP_HOST'] == '127.0.0.1'
@@ -340,6 +355,8 @@ def test_nginx_docs_prefix(server_factory, start_web_server, workdir, bind):
         workdir=os.path.join(workdir, 'nginx')))
     check_echo(nginx.url, '/myapp/a/b', '/myapp', '/a/b')
     check_echo(nginx.url, '/myapp/', '/myapp', '/')
+    # client_max_body_size 20m, as in the root block.
+    check_large_post(nginx.url, '/myapp/upload')
 
     status, headers, body = webservers.http_get(nginx.url + '/myapp')
     assert status == 301
@@ -464,6 +481,47 @@ def parse_unit(text):
     return settings
 
 
+RELOADED_APP = """
+def application(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'myapp reloaded']
+"""
+
+
+def replace_application(app_dir):
+    """Rewrite myapp/wsgi.py as RELOADED_APP and remove its bytecode."""
+    package = os.path.join(app_dir, 'myapp')
+    write_text(os.path.join(package, 'wsgi.py'), RELOADED_APP)
+    # Python 2.7 compares only the source's mtime in whole seconds, so a .pyc
+    # written in the same second would be loaded instead.
+    for name in ('wsgi.pyc', '__pycache__'):
+        path = os.path.join(package, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
+def check_sighup_reload(server, app_dir, url):
+    """Edit the application, send SIGHUP to the launcher and wait for the new code."""
+    replace_application(app_dir)
+    os.kill(server.pid, signal.SIGHUP)
+
+    def serves_new_code():
+        try:
+            status, headers, body = webservers.http_get(url, timeout=5)
+        except (socket.error, OSError, http_client.HTTPException):
+            return False
+        return status == 200 and body == b'myapp reloaded'
+
+    assert procinfo.wait_until(serves_new_code, READY_TIMEOUT), server.log_text()
+    # os.execv keeps the process id, so systemd still tracks the service.
+    assert server.process.poll() is None
+    log_text = server.log_text()
+    assert 'SIGHUP received: re-executing' in log_text
+    assert log_text.count('serving FastCGI on') == 2
+
+
 def test_systemd_unit_command(request, app_dir, server_python, start_web_server, workdir):
     runtime_dir = tempfile.mkdtemp(prefix='flup-run-', dir=app_dir)
     socket_path = unix_socket_path(runtime_dir, 'app.sock')
@@ -475,8 +533,9 @@ def test_systemd_unit_command(request, app_dir, server_python, start_web_server,
     service = parse_unit(unit)
     assert service['RuntimeDirectory'] == 'flup-myapp'
     assert service['WorkingDirectory'] == app_dir
+    assert service['ExecReload'] == '/bin/kill -HUP $MAINPID'
     server = start_command(request, shlex.split(service['ExecStart']), app_dir, socket_path)
-    assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o770  # umask 007 in the launcher
+    assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o660  # umask 117 in the launcher
 
     upstream = substitute(doc_block('nginx.md', 'nginx-upstream-unix'),
                           [(EXAMPLE_SOCKET, socket_path)])
@@ -485,6 +544,10 @@ def test_systemd_unit_command(request, app_dir, server_python, start_web_server,
         workdir=os.path.join(workdir, 'nginx')))
     check_echo(nginx.url, '/via/systemd', '', '/via/systemd')
     assert 'flup.access' in server.log_text()
+
+    # systemctl reload sends SIGHUP (ExecReload).
+    check_sighup_reload(server, app_dir, nginx.url + '/after/reload')
+    assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o660
 
     server.stop()
     assert server.process.returncode == 0
@@ -506,7 +569,7 @@ def test_spawn_fcgi_command(request, app_dir, server_python, start_web_server, w
     assert argv[0] == 'spawn-fcgi'
     webservers.require_binary(SPAWN_FCGI, 'spawn-fcgi')
     argv[0] = SPAWN_FCGI
-    start_command(request, argv, workdir, socket_path)
+    server = start_command(request, argv, workdir, socket_path)
     assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o660
 
     upstream = substitute(doc_block('nginx.md', 'nginx-upstream-unix'),
@@ -515,6 +578,33 @@ def test_spawn_fcgi_command(request, app_dir, server_python, start_web_server, w
         [upstream, doc_block('nginx.md', 'nginx-root')], [],
         workdir=os.path.join(workdir, 'nginx')))
     check_echo(nginx.url, '/via/spawn-fcgi', '', '/via/spawn-fcgi')
+    # The socket on descriptor 0 stays open while the launcher re-executes.
+    check_sighup_reload(server, app_dir, nginx.url + '/after/reload')
+
+
+def test_venv_install_commands(workdir):
+    webservers.require_binary(SYSTEM_PYTHON, 'python3')
+    venv = os.path.join(workdir, 'venv')
+    checkout = os.path.join(workdir, 'flup-checkout')
+    # Install from a copy so that build/ and *.egg-info stay out of the repository.
+    shutil.copytree(REPO_ROOT, checkout, ignore=shutil.ignore_patterns(
+        '.git', '.tox', '.upstream', '__pycache__', '*.pyc', '*.egg-info', 'build'))
+    block = substitute(doc_block('nginx.md', 'venv-install'),
+                       [(EXAMPLE_VENV, venv), (EXAMPLE_CHECKOUT, checkout)])
+    environ = dict(os.environ)
+    environ.pop('PYTHONPATH', None)
+    for line in block.splitlines():
+        argv = shlex.split(line)
+        assert argv[0] in (SYSTEM_PYTHON, os.path.join(venv, 'bin', 'pip'))
+        subprocess.check_call(argv, cwd=workdir, env=environ)
+
+    # The unit, spawn-fcgi and bin-path examples run this interpreter.
+    assert EXAMPLE_PYTHON == EXAMPLE_VENV + '/bin/python'
+    python = os.path.join(venv, 'bin', 'python')
+    output = subprocess.check_output(
+        [python, '-c', 'import flup.server.fcgi, six; print(flup.__file__)'],
+        cwd=workdir, env=environ)
+    assert output.decode('utf-8').startswith(venv + os.sep)
 
 
 # -- lighttpd.md -----------------------------------------------------------------------
@@ -546,24 +636,62 @@ def test_lighttpd_docs_prefix(server_factory, start_web_server, workdir):
     assert status == 404
 
 
-def test_lighttpd_docs_bin_path(app_dir, server_python, start_web_server, workdir):
+ERRORS_WRITING_APP = """
+from apps import echo
+
+
+def application(environ, start_response):
+    environ['wsgi.errors'].write('line from wsgi.errors\\n')
+    return echo(environ, start_response)
+"""
+
+
+def read_text(path):
+    """Return the file at ``path`` decoded as UTF-8, or '' when it does not exist."""
+    try:
+        with io.open(path, 'rb') as text_file:
+            return text_file.read().decode('utf-8', 'replace')
+    except IOError:
+        return u''
+
+
+@pytest.mark.parametrize('log_to', ['file', 'stderr'])
+def test_lighttpd_docs_bin_path(app_dir, server_python, start_web_server, workdir, log_to):
+    """Run the bin-path block with lighttpd -D and check where each kind of line goes.
+
+    The daemonized case (standard error on /dev/null) is not run here.
+    """
     socket_dir = tempfile.mkdtemp(prefix='flup-lighttpd-', dir=app_dir)
-    block = doc_block('lighttpd.md', 'lighttpd-bin-path')
-    lighttpd = LighttpdWithBlock(block, [
+    log_path = os.path.join(socket_dir, 'flup.log')
+    write_text(os.path.join(app_dir, 'myapp', 'wsgi.py'), ERRORS_WRITING_APP)
+    replacements = [
         ('/run/lighttpd/flup-myapp.sock', unix_socket_path(socket_dir, 'spawned.sock')),
         (EXAMPLE_APP_DIR, app_dir),
         (EXAMPLE_PYTHON, server_python),
         # flup is not installed here: lighttpd passes PYTHONPATH to the child.
-        ('"bin-environment" => ( ', '"bin-environment" => ( "PYTHONPATH" => "%s", '
+        ('"FLUP_MULTIPLEXED" => "0",', '"FLUP_MULTIPLEXED" => "0", "PYTHONPATH" => "%s",'
          % os.pathsep.join([REPO_ROOT, SUPPORT_DIR])),
-    ], workdir=os.path.join(workdir, 'lighttpd'))
+    ]
+    if log_to == 'file':
+        replacements.append((EXAMPLE_LOG_FILE, log_path))
+    else:
+        replacements.append(('"MYAPP_LOG_FILE" => "%s",' % EXAMPLE_LOG_FILE, ''))
+    lighttpd = LighttpdWithBlock(doc_block('lighttpd.md', 'lighttpd-bin-path'), replacements,
+                                 workdir=os.path.join(workdir, 'lighttpd'))
     start_web_server(lighttpd)
     check_echo(lighttpd.url, '/spawned/x', '', '/spawned/x')
-    # The launcher's log lines reach lighttpd's error log through standard error.
+
     started_line = 'serving FastCGI on the socket on descriptor 0'
-    assert procinfo.wait_until(lambda: started_line in lighttpd.error_log_text(), 10)
+    launcher_log = log_path if log_to == 'file' else lighttpd.output_path
+    assert procinfo.wait_until(lambda: started_line in read_text(launcher_log), 10)
     # bin-environment reached the process: FLUP_MULTIPLEXED=0 chose the mode.
-    assert 'multiplexing off (set by FLUP_MULTIPLEXED)' in lighttpd.error_log_text()
+    assert 'multiplexing off (set by FLUP_MULTIPLEXED)' in read_text(launcher_log)
+    assert 'flup.access' in read_text(launcher_log)
+    # lighttpd's error log gets the FastCGI stderr stream, never the process's stderr.
+    error_log = read_text(lighttpd.error_log_path)
+    assert 'FastCGI-stderr:line from wsgi.errors' in error_log
+    assert started_line not in error_log
+    assert 'flup.access' not in error_log
 
 
 # -- apache.md --------------------------------------------------------------------------
@@ -596,6 +724,12 @@ def test_apache_docs_prefix(server_factory, start_web_server, shared_dir, workdi
         shared_dir, workdir=os.path.join(workdir, 'apache')))
     check_echo(apache.url, '/myapp/a/b', '/myapp', '/a/b')
     check_echo(apache.url, '/myapp/', '/myapp', '/')
+    check_large_post(apache.url, '/myapp/upload')
+
+    # Like the nginx prefix block: /myapp redirects to /myapp/.
+    status, headers, body = webservers.http_get(apache.url + '/myapp')
+    assert status == 301
+    assert headers['location'].endswith('/myapp/')
     # Other paths stay with httpd.
     status, headers, body = webservers.http_get(apache.url + '/static.txt')
     assert status == 200
