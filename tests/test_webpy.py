@@ -20,16 +20,23 @@ from __future__ import absolute_import, print_function
 
 import hashlib
 import io
+import grp
 import json
 import os
 import re
+import shlex
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
 import threading
 
 import pytest
 
 from tests import fcgi_wire
 from tests.support import procinfo, webpy, webservers
-from tests.support.servers import REPO_ROOT, free_port
+from tests.support.servers import REPO_ROOT, free_port, kill_session
 from tests.support.webservers import abort_http, http_get, http_post, run_command
 
 pytestmark = pytest.mark.e2e
@@ -353,6 +360,95 @@ def test_webpy_documented_nginx_config(request, workdir, server_python, webpy_ta
     status, _, body = http_get(mounted.url + '/app/')
     assert status == 200
     assert body == b'hello from web.py\n'
+
+
+DOCUMENTED_SOCKET = '/run/myapp/fcgi.sock'
+DOCUMENTED_PYTHON = '/opt/myapp/venv/bin/python'
+DOCUMENTED_SCRIPT = '/srv/myapp/app.py'
+DOCUMENTED_OWNER = '-u myapp -g www-data'
+SOCKET_GROUP = 'www-data'  # nginx's group on Debian
+
+
+def documented_spawn_fcgi_commands():
+    """Return each spawn-fcgi command of docs/webpy.md, continuation lines joined."""
+    with io.open(DOCS_PATH, encoding='utf-8') as docs:
+        text = docs.read()
+    commands = []
+    for block in re.findall(r'```sh\n(.*?)```', text, re.S):
+        for command in block.replace('\\\n', ' ').splitlines():
+            if 'spawn-fcgi' in command:
+                commands.append(' '.join(command.split()))
+    return commands
+
+
+def test_webpy_documented_spawn_fcgi_sets_owner():
+    commands = documented_spawn_fcgi_commands()
+    assert len(commands) == 2
+    for command in commands:
+        assert DOCUMENTED_OWNER in command, command
+        assert ' -n ' in command, command
+        assert DOCUMENTED_PYTHON in command, command
+
+
+def test_webpy_documented_spawn_fcgi_unix(request, workdir, server_python, webpy_target):
+    """Run the documented Unix socket command; the socket and app get group www-data.
+
+    The test runs as root and there is no ``myapp`` user, so ``-u myapp``
+    is left out.  spawn-fcgi still applies ``-g`` to the socket and the process.
+    """
+    webservers.require_binary(webpy.SPAWN_FCGI, 'spawn-fcgi')
+    group_id = grp.getgrnam(SOCKET_GROUP).gr_gid
+    command = [line for line in documented_spawn_fcgi_commands() if DOCUMENTED_SOCKET in line]
+    assert len(command) == 1
+    socket_path = os.path.join(tempfile.mkdtemp(prefix='webpy-', dir='/tmp'), 'fcgi.sock')
+    request.addfinalizer(lambda: shutil.rmtree(os.path.dirname(socket_path), ignore_errors=True))
+    text = command[0]
+    for old, new in [(DOCUMENTED_SOCKET, socket_path), (DOCUMENTED_PYTHON, server_python),
+                     (DOCUMENTED_SCRIPT, webpy.APP_SCRIPT), ('-u myapp ', '')]:
+        assert old in text, text
+        text = text.replace(old, new)
+    words = shlex.split(text)
+    environ = webpy.app_environment(webpy_target)
+    while '=' in words[0]:
+        name, _, value = words.pop(0).partition('=')
+        environ[name] = value
+    assert words[0] == 'spawn-fcgi'
+    words[0] = webpy.SPAWN_FCGI
+
+    log_path = os.path.join(workdir, 'spawn-fcgi.log')
+    with io.open(log_path, 'ab') as log_file:
+        process = subprocess.Popen(words, env=environ, cwd=workdir, stdin=open(os.devnull, 'rb'),
+                                   stdout=log_file, stderr=log_file, preexec_fn=os.setsid,
+                                   close_fds=True)
+
+    def stop():
+        if process.poll() is None:
+            process.terminate()
+            procinfo.wait_until(lambda: process.poll() is not None, 10)
+        kill_session(process.pid)
+        process.wait()
+
+    request.addfinalizer(stop)
+    assert procinfo.wait_until(lambda: os.path.exists(socket_path), 10), log_path
+    info = os.stat(socket_path)
+    assert stat.S_IMODE(info.st_mode) == 0o660
+    assert info.st_gid == group_id
+    # spawn-fcgi -n execs the application, so the pid is the application's.
+    with io.open('/proc/%d/status' % process.pid, encoding='utf-8') as status_file:
+        gid_line = [line for line in status_file if line.startswith('Gid:')][0]
+    assert int(gid_line.split()[1]) == group_id
+
+    def responds():
+        try:
+            with fcgi_wire.Client(socket_path) as client:
+                return client.request(fcgi_wire.cgi_params(path='/'))
+        except (socket.error, OSError):
+            return None
+
+    response = procinfo.wait_until(responds, webpy.READY_TIMEOUT)
+    assert response is not None, io.open(log_path, 'rb').read()
+    assert response.status == 200
+    assert response.body == b'hello from web.py\n'
 
 
 # -- FLUP_MULTIPLEXED -----------------------------------------------------------
