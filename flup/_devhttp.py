@@ -4,26 +4,115 @@
 that the demo can be opened in a browser before a web server is installed.
 The application it runs is an :class:`~flup.client.fcgi_app.FCGIApp`, so
 every request really travels over FastCGI.  It is built on the standard
-library's ``wsgiref`` (HTTP/1.0, one connection per request, a thread per
-connection) and is not meant for production traffic.
+library's ``wsgiref`` (HTTP/1.0 responses, one connection per request, a
+thread per connection) and is not meant for production traffic.
+
+Two HTTP/1.1 request features that ``wsgiref`` lacks are added here: a
+``Transfer-Encoding: chunked`` body is decoded and forwarded with a
+``CONTENT_LENGTH`` (up to :data:`MAX_CHUNKED_BODY_BYTES`), and
+``Expect: 100-continue`` gets the interim ``100 Continue`` response before
+the body is read.
 """
 
 from __future__ import absolute_import
 
 import logging
+import re
 import socket
+import tempfile
 
 from six.moves import socketserver
 from wsgiref import simple_server
 
 from flup._compat import start_daemon_thread
 
-__all__ = ['DevHTTPServer']
+__all__ = ['DevHTTPServer', 'BodyError', 'decode_chunked', 'MAX_CHUNKED_BODY_BYTES']
 
 log = logging.getLogger(__name__)
 
 # Seconds between checks for shutdown() in serve_forever().
 _POLL_INTERVAL = 0.2
+
+# Maximum size of a decoded chunked request body, in bytes.  A larger one
+# gets 413.  Bodies with a Content-Length are streamed without this limit.
+MAX_CHUNKED_BODY_BYTES = 64 * 1024 * 1024
+
+# Decoded chunked bodies up to this many bytes stay in memory, and larger
+# ones go to a temporary file.
+_SPOOL_MEMORY_BYTES = 1024 * 1024
+
+# Maximum length of the request line (wsgiref's limit) and of a chunk-size
+# or trailer line, in bytes.
+_MAX_REQUEST_LINE = 65536
+_MAX_CHUNK_LINE = 4096
+_MAX_TRAILER_LINES = 100
+_READ_SIZE = 65536
+
+_CHUNK_SIZE_RE = re.compile(br'^[0-9A-Fa-f]{1,16}$')
+
+
+class BodyError(Exception):
+    """A request body that cannot be forwarded, with the HTTP status to send."""
+
+    def __init__(self, status, message):
+        Exception.__init__(self, message)
+        self.status = status
+        self.message = message
+
+
+def _read_line(stream, what):
+    line = stream.readline(_MAX_CHUNK_LINE + 1)
+    if len(line) > _MAX_CHUNK_LINE:
+        raise BodyError(400, 'chunked body: %s line longer than %d bytes'
+                        % (what, _MAX_CHUNK_LINE))
+    if not line.endswith(b'\n'):
+        raise BodyError(400, 'chunked body: connection closed in a %s line'
+                        % what)
+    return line
+
+
+def _copy_exactly(stream, output, size):
+    remaining = size
+    while remaining > 0:
+        data = stream.read(min(_READ_SIZE, remaining))
+        if not data:
+            raise BodyError(400, 'chunked body: connection closed inside a '
+                                 'chunk')
+        output.write(data)
+        remaining -= len(data)
+
+
+def decode_chunked(stream, output, max_bytes=MAX_CHUNKED_BODY_BYTES):
+    """Decode a chunked body (RFC 9112, section 7.1) from ``stream`` into ``output``.
+
+    Return the number of decoded bytes.  Chunk extensions and trailer fields
+    are read and dropped.  Raise :class:`BodyError` with 413 when the body
+    exceeds ``max_bytes``, and with 400 when the chunked syntax is invalid.
+    """
+    total = 0
+    while True:
+        line = _read_line(stream, 'chunk-size')
+        size_text = line.split(b';', 1)[0].strip()
+        if not _CHUNK_SIZE_RE.match(size_text):
+            # The message goes into the status line: printable ASCII only.
+            shown = re.sub(br'[^\x21-\x7e]', b'?', size_text[:20])
+            raise BodyError(400, 'chunked body: invalid chunk size "%s"'
+                            % shown.decode('ascii'))
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        if total + size > max_bytes:
+            raise BodyError(413, 'chunked body exceeds %d bytes' % max_bytes)
+        _copy_exactly(stream, output, size)
+        total += size
+        if stream.read(2) != b'\r\n':
+            raise BodyError(400, 'chunked body: chunk data not followed by '
+                                 'CRLF')
+    for _ in range(_MAX_TRAILER_LINES):
+        if _read_line(stream, 'trailer').strip() == b'':
+            return total
+    raise BodyError(400, 'chunked body: more than %d trailer lines'
+                    % _MAX_TRAILER_LINES)
 
 
 class _LogStream(object):
@@ -56,6 +145,68 @@ class _LogStream(object):
 
 
 class _RequestHandler(simple_server.WSGIRequestHandler):
+    # Set by _prepare_body for a decoded chunked body.
+    decoded_length = None
+
+    def handle(self):
+        """Handle one request as wsgiref does, with chunked and 100-continue support."""
+        self.raw_requestline = self.rfile.readline(_MAX_REQUEST_LINE + 1)
+        if len(self.raw_requestline) > _MAX_REQUEST_LINE:
+            self.requestline = ''
+            self.request_version = ''
+            self.command = ''
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return  # parse_request has sent the error response
+        try:
+            body = self._prepare_body()
+        except BodyError as error:
+            # send_error logs the status and message at DEBUG.
+            self.send_error(error.status, error.message)
+            return
+        handler = simple_server.ServerHandler(
+            body, self.wfile, self.get_stderr(), self.get_environ(),
+            multithread=False)
+        handler.request_handler = self
+        try:
+            handler.run(self.server.get_app())
+        finally:
+            if body is not self.rfile:
+                body.close()
+
+    def _prepare_body(self):
+        """Return the stream of the request body after replying to Expect.
+
+        A chunked body is decoded into a temporary file, so that the
+        FastCGI client can send it with a CONTENT_LENGTH.
+        """
+        expect = (self.headers.get('Expect') or '').strip().lower()
+        if expect and expect != '100-continue':
+            raise BodyError(417, 'unsupported Expect value %r' % expect)
+        transfer_coding = self.headers.get('Transfer-Encoding')
+        if transfer_coding is not None:
+            if transfer_coding.strip().lower() != 'chunked':
+                raise BodyError(501, 'unsupported Transfer-Encoding %r'
+                                % transfer_coding)
+            if self.headers.get('Content-Length') is not None:
+                raise BodyError(400, 'both Content-Length and '
+                                     'Transfer-Encoding are set')
+        if expect and self.request_version >= 'HTTP/1.1':
+            self.wfile.write(b'HTTP/1.1 100 Continue\r\n\r\n')
+            self.wfile.flush()
+        if transfer_coding is None:
+            return self.rfile
+        body = tempfile.SpooledTemporaryFile(_SPOOL_MEMORY_BYTES)
+        try:
+            self.decoded_length = decode_chunked(self.rfile, body,
+                                                 MAX_CHUNKED_BODY_BYTES)
+        except BaseException:
+            body.close()
+            raise
+        body.seek(0)
+        return body
+
     def log_message(self, format, *args):
         # NOTE: only DEBUG here, because under the prefork model this thread
         # runs in the parent while it forks.  Python 2.7 and 3.6 do not reset
@@ -69,6 +220,12 @@ class _RequestHandler(simple_server.WSGIRequestHandler):
         # wsgiref reports text/plain for a request without Content-Type.
         if self.headers.get('Content-Type') is None:
             environ.pop('CONTENT_TYPE', None)
+        # The front replies to Expect itself and forwards a chunked body
+        # decoded, with its CONTENT_LENGTH, so neither header goes on.
+        environ.pop('HTTP_EXPECT', None)
+        if self.decoded_length is not None:
+            environ.pop('HTTP_TRANSFER_ENCODING', None)
+            environ['CONTENT_LENGTH'] = str(self.decoded_length)
         return environ
 
     def get_stderr(self):

@@ -1,10 +1,10 @@
 """A demo WSGI application that shows what the server received.
 
-``application`` renders one HTML page with the request method, SCRIPT_NAME,
-PATH_INFO, query string, request headers and body size, the server's live
-counts (``environ['flup.stats']``, when the server provides it) and a form
-that uploads a file.  After an upload the page lists each file's name and
-size.  It is what ``python -m flup`` serves when no application is named,
+``application`` renders one HTML page with a form that uploads a file and
+a note, the request method, SCRIPT_NAME, PATH_INFO, query string and body
+size, the server's live counts (``environ['flup.stats']``, when the server
+provides it) and the request headers.  After a form is submitted the page
+lists each file's name and size and each text field's value.  It is what ``python -m flup`` serves when no application is named,
 and what ``python -m flup.server.fcgi`` (or ``fcgi_fork``, ``fcgi_single``)
 runs under a web server.
 """
@@ -26,8 +26,19 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _READ_CHUNK = 65536
 
-_STATS_ORDER = ('connections', 'active_requests', 'threads_in_use', 'threads',
-                'requests', 'aborted_requests', 'discarded_requests')
+# Maximum length of a text field value shown on the page, in characters.
+MAX_FIELD_DISPLAY_CHARS = 2000
+
+# Each count of ServerStats.snapshot() with its label, in page order.
+_STATS_LABELS = (
+    ('connections', 'open connections'),
+    ('active_requests', 'requests in progress'),
+    ('requests', 'completed requests'),
+    ('aborted_requests', 'aborted requests'),
+    ('discarded_requests', 'discarded requests'),
+    ('threads_in_use', 'busy pool threads'),
+    ('threads', 'pool threads, busy and idle'),
+)
 
 # A parameter of Content-Type or Content-Disposition: name=token or
 # name="quoted string" (RFC 7578 and RFC 2045).
@@ -66,12 +77,13 @@ def _parse_header_params(value):
     return main.strip().lower(), params
 
 
-def parse_multipart(body, boundary):
+def parse_multipart(body, boundary, include_text=False):
     """Parse a multipart/form-data body (bytes) into a list of parts.
 
     Each part is a dict with ``name``, ``filename`` (None for plain fields)
-    and ``size`` (bytes of content).  Raise ValueError when the body does
-    not follow the multipart syntax of RFC 2046, section 5.1.1.
+    and ``size`` (bytes of content).  With ``include_text``, a plain field
+    also has ``text``, its content decoded as UTF-8.  Raise ValueError when
+    the body does not follow the multipart syntax of RFC 2046, section 5.1.1.
     """
     if not boundary or len(boundary) > 70:
         raise ValueError('invalid multipart boundary %r' % (boundary,))
@@ -92,7 +104,10 @@ def parse_multipart(body, boundary):
         else:
             headers = segment[line_end + 2:head_end]
             content = segment[head_end + 4:]
-        parts.append(_describe_part(headers, content))
+        part = _describe_part(headers, content)
+        if include_text and part['filename'] is None:
+            part['text'] = content.decode('utf-8', 'replace')
+        parts.append(part)
     raise ValueError('the body ends without the closing boundary')
 
 
@@ -159,20 +174,28 @@ def _upload_section(environ, body):
         return ''
     boundary = params.get('boundary', '').encode('latin-1', 'replace')
     try:
-        parts = parse_multipart(body, boundary)
+        parts = parse_multipart(body, boundary, include_text=True)
     except ValueError as error:
-        return ('<h2>Upload</h2>\n<p class="error">Invalid multipart body: '
-                '%s</p>' % escape_html(str(error)))
+        return ('<h2>Submitted form</h2>\n<p class="error">Invalid multipart '
+                'body: %s</p>' % escape_html(str(error)))
     rows = []
     for part in parts:
-        if part['filename'] is None:
-            continue
-        filename = part['filename'] or '(no file chosen)'
-        rows.append(('field %s' % part['name'], '%s, %d bytes'
-                     % (filename, part['size'])))
+        rows.append(('field %s' % part['name'], _describe_field(part)))
     if not rows:
-        return '<h2>Upload</h2>\n<p>The form contained no file.</p>'
-    return '<h2>Upload</h2>\n' + _table(rows)
+        return '<h2>Submitted form</h2>\n<p>The form contained no field.</p>'
+    return '<h2>Submitted form</h2>\n' + _table(rows)
+
+
+def _describe_field(part):
+    if part['filename'] is not None:
+        filename = part['filename'] or '(no file chosen)'
+        return '%s, %d bytes' % (filename, part['size'])
+    text = part['text']
+    if len(text) > MAX_FIELD_DISPLAY_CHARS:
+        return '%s... (%d bytes, first %d characters shown)' % (
+            text[:MAX_FIELD_DISPLAY_CHARS], part['size'],
+            MAX_FIELD_DISPLAY_CHARS)
+    return text
 
 
 def _stats_section(environ):
@@ -180,33 +203,37 @@ def _stats_section(environ):
     if not callable(stats_function):
         return ''
     stats = stats_function()
-    rows = [(name.replace('_', ' '), str(stats[name]))
-            for name in _STATS_ORDER if name in stats]
-    return '<h2>Server counts</h2>\n' + _table(rows)
+    rows = [(label, str(stats[name]))
+            for name, label in _STATS_LABELS if name in stats]
+    return ('<h2>Server counts</h2>\n' + _table(rows) + '\n<p>Counts of the '
+            'process that served this request (a child process under the '
+            'prefork model) since it started.  Completed requests include '
+            'aborted ones.  Pool threads are 0 for the prefork and single '
+            'models, which have no thread pool.</p>')
 
 
 _PAGE = u"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>flup demo</title>
 <style>
 body { font-family: sans-serif; margin: 2em; }
-th { text-align: left; padding-right: 1em; vertical-align: top; }
+th { text-align: left; padding-right: 1em; vertical-align: top; white-space: nowrap; }
 .error { color: #a00; }
 </style></head>
 <body>
 <h1>flup demo</h1>
 <p>This page was produced by a WSGI application behind a flup server.</p>
-<h2>Request</h2>
-%(request)s
-%(upload)s
-<h2>Request headers</h2>
-%(headers)s
-%(stats)s
 <h2>Upload a file</h2>
 <form method="post" enctype="multipart/form-data" action="%(action)s">
 <p><input type="file" name="file"> <input type="text" name="note" \
 placeholder="a note"> <button type="submit">Upload</button></p>
 </form>
 <p><a href="%(action)s?greeting=hello&amp;lang=en">Try a query string</a></p>
+%(upload)s
+<h2>Request</h2>
+%(request)s
+%(stats)s
+<h2>Request headers</h2>
+%(headers)s
 </body></html>
 """
 

@@ -238,6 +238,8 @@ def test_demo_through_http_front(run_flup, model):
     assert status == 200
     assert b'<code>POST</code>' in body
     assert b'upload.bin, 100000 bytes' in body
+    # The text field is shown too.
+    assert b'<tr><th>field note</th><td><code>a note</code></td></tr>' in body
 
     log_text = command.log_text()
     assert ('serving FastCGI on 127.0.0.1:%d: %s model' % (fcgi_port, model)
@@ -282,9 +284,165 @@ def test_demo_shows_server_counts(run_flup):
     command = run_flup(['--bind', '127.0.0.1:%d' % free_port(),
                         '--http', str(http_port)])
     _, _, body = wait_http(command, 'http://127.0.0.1:%d/' % http_port)
-    for name in (b'connections', b'active requests', b'threads in use',
-                 b'requests', b'aborted requests', b'discarded requests'):
+    for name in (b'open connections', b'requests in progress',
+                 b'busy pool threads', b'pool threads, busy and idle',
+                 b'completed requests', b'aborted requests',
+                 b'discarded requests'):
         assert b'<th>' + name + b'</th>' in body
+    assert b'Completed requests include aborted ones.' in body
+
+
+def test_demo_page_puts_form_first():
+    status, body = call_demo(demo_environ())
+    form = body.index(b'<form ')
+    assert form < body.index(b'<h2>Request</h2>')
+    assert form < body.index(b'<h2>Request headers</h2>')
+
+
+def chunk(data):
+    return ('%x' % len(data)).encode('ascii') + b'\r\n' + data + b'\r\n'
+
+
+def raw_http(port, head, body_parts=(), timeout=10.0):
+    """Send ``head`` and then each of ``body_parts``; return the whole response."""
+    connection = socket.create_connection(('127.0.0.1', port), timeout=timeout)
+    try:
+        connection.sendall(head)
+        for part in body_parts:
+            connection.sendall(part)
+        received = []
+        while True:
+            data = connection.recv(65536)
+            if not data:
+                break
+            received.append(data)
+        return b''.join(received)
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def demo_front(run_flup):
+    """The demo behind the HTTP front; return (command, HTTP port)."""
+    http_port = free_port()
+    command = run_flup(['--bind', '127.0.0.1:%d' % free_port(),
+                        '--http', str(http_port)])
+    wait_http(command, 'http://127.0.0.1:%d/' % http_port)
+    return command, http_port
+
+
+def test_http_front_decodes_chunked_body(demo_front):
+    command, http_port = demo_front
+    content = os.urandom(200000)
+    boundary = b'chunkedBoundary'
+    body = multipart(boundary, b'chunked.bin', content)
+    pieces = [body[i:i + 70000] for i in range(0, len(body), 70000)]
+    head = (b'POST /chunked HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            b'Content-Type: multipart/form-data; boundary=' + boundary + b'\r\n'
+            b'Transfer-Encoding: chunked\r\n\r\n')
+    response = raw_http(http_port, head,
+                        [chunk(piece) for piece in pieces] + [b'0\r\n\r\n'])
+    assert response.startswith(b'HTTP/1.0 200 '), response[:300]
+    assert ('<code>%d bytes</code>' % len(body)).encode('ascii') in response
+    assert b'chunked.bin, 200000 bytes' in response
+    assert b'<code>a note</code>' in response
+    # The application sees a plain body with a Content-Length.
+    assert b'Transfer-Encoding' not in response.split(b'\r\n\r\n', 1)[1]
+
+
+@pytest.mark.parametrize('chunks, message', [
+    ([b'zz\r\n'], b'invalid chunk size'),
+    ([b'5\r\nabc'], b'connection closed inside a chunk'),
+    ([b'3\r\nabcXY0\r\n\r\n'], b'not followed by CRLF'),
+])
+def test_http_front_rejects_bad_chunking(demo_front, chunks, message):
+    command, http_port = demo_front
+    head = (b'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            b'Transfer-Encoding: chunked\r\n\r\n')
+    connection = socket.create_connection(('127.0.0.1', http_port), timeout=10)
+    try:
+        connection.sendall(head + b''.join(chunks))
+        # Half-close, so a truncated chunk ends instead of waiting for data.
+        connection.shutdown(socket.SHUT_WR)
+        response = connection.makefile('rb').read()
+    finally:
+        connection.close()
+    assert response.startswith(b'HTTP/1.0 400 '), response[:300]
+    assert message in response
+
+
+def test_http_front_rejects_content_length_with_chunked(demo_front):
+    command, http_port = demo_front
+    head = (b'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\n'
+            b'Transfer-Encoding: chunked\r\n\r\n')
+    response = raw_http(http_port, head, [b'3\r\nabc\r\n0\r\n\r\n'])
+    assert response.startswith(b'HTTP/1.0 400 '), response[:300]
+
+
+def test_http_front_sends_100_continue(demo_front):
+    command, http_port = demo_front
+    body = b'x' * 5000
+    connection = socket.create_connection(('127.0.0.1', http_port), timeout=10)
+    try:
+        connection.sendall(b'POST /expect HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                           b'Content-Length: %d\r\n'
+                           b'Expect: 100-continue\r\n\r\n' % len(body))
+        # curl waits up to 1 s for this line before it sends the body anyway.
+        connection.settimeout(0.5)
+        interim = connection.recv(25)
+        assert interim == b'HTTP/1.1 100 Continue\r\n\r\n'
+        connection.settimeout(10)
+        connection.sendall(body)
+        response = connection.makefile('rb').read()
+    finally:
+        connection.close()
+    assert response.startswith(b'HTTP/1.0 200 '), response[:300]
+    assert b'<code>5000 bytes</code>' in response
+    assert b'Expect' not in response.split(b'<h2>Request headers</h2>', 1)[1]
+
+
+def test_decode_chunked_limits_size():
+    from flup import _devhttp
+    stream = io.BytesIO(chunk(b'a' * 10) + chunk(b'b' * 10) + b'0\r\n\r\n')
+    with pytest.raises(_devhttp.BodyError) as caught:
+        _devhttp.decode_chunked(stream, io.BytesIO(), max_bytes=15)
+    assert caught.value.status == 413
+
+
+def test_decode_chunked_reads_extensions_and_trailers():
+    from flup import _devhttp
+    stream = io.BytesIO(b'4;name=value\r\nwiki\r\n5\r\npedia\r\n'
+                        b'0\r\nX-Trailer: 1\r\n\r\nnext request')
+    output = io.BytesIO()
+    assert _devhttp.decode_chunked(stream, output) == 9
+    assert output.getvalue() == b'wikipedia'
+    assert stream.read() == b'next request'
+
+
+def test_http_front_rejects_large_chunked_body():
+    from flup._devhttp import DevHTTPServer
+    import flup._devhttp as devhttp
+
+    def application(environ, start_response):
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [environ['wsgi.input'].read()]
+
+    front = DevHTTPServer(application, '127.0.0.1', 0)
+    saved = devhttp.MAX_CHUNKED_BODY_BYTES
+    devhttp.MAX_CHUNKED_BODY_BYTES = 1000
+    try:
+        front.start()
+        head = (b'POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                b'Transfer-Encoding: chunked\r\n\r\n')
+        small = raw_http(front.port, head, [chunk(b'z' * 600), b'0\r\n\r\n'])
+        large = raw_http(front.port, head, [chunk(b'z' * 600), chunk(b'z' * 600),
+                                            b'0\r\n\r\n'])
+    finally:
+        devhttp.MAX_CHUNKED_BODY_BYTES = saved
+        front.stop()
+    assert small.startswith(b'HTTP/1.0 200 ')
+    assert small.endswith(b'z' * 600)
+    assert large.startswith(b'HTTP/1.0 413 '), large[:300]
 
 
 def test_unix_socket_bind_with_umask(run_flup, workdir):
