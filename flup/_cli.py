@@ -8,6 +8,12 @@ forwards each HTTP request over FastCGI through
 :class:`~flup.client.fcgi_app.FCGIApp`, so the application can be opened
 in a browser without a web server.
 
+SIGHUP re-executes the process (:func:`reexecute`) so that edited code is
+imported.  When the command line cannot be rebuilt (``python -c``, or no
+``sys.executable``) or ``os.execv`` fails, the server restarts in the same
+process with the application already imported, and a WARNING or ERROR line
+says so.
+
 ``SERVER_MODULES`` maps each protocol and model to its server module, and
 ``CLIENTS`` maps each protocol to the client the HTTP front uses.  A new
 protocol adds an entry to both.
