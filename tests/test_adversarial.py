@@ -224,10 +224,6 @@ def test_aborted_params_free_the_budget(multiplexed):
     assert response.status == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'the connection closes after a rejected request only when the web '
-    'server closes it or readTimeout passes, because RequestRejected does '
-    'not carry FCGI_KEEP_CONN'))
 def test_rejected_role_without_keep_conn_closes():
     # FastCGI 1.0 section 5.1: without FCGI_KEEP_CONN the application
     # closes the connection after its FCGI_END_REQUEST.
@@ -258,16 +254,22 @@ def trickle(sock, data, interval, max_seconds):
     return time.time() - started
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'FastCGI readTimeout bounds each silence, not the whole request head, '
-    'so a peer sending one byte per 50 ms holds its thread for as long as '
-    'it likes; SCGI and AJP bound the whole head'))
-def test_fastcgi_trickled_params_deadline():
+@pytest.mark.parametrize('multiplexed', [False, True])
+def test_fastcgi_trickled_head_deadline(caplog, multiplexed):
+    # readTimeout bounds the whole request head, not only each silence, so
+    # one byte per 50 ms cannot hold a connection and its thread forever.
     message = wire.begin(1) + wire.params(1, get_params())
-    with InProcessServer(fcgi.WSGIServer, hello_app, readTimeout=1) as running:
+    caplog.set_level(logging.DEBUG, logger='flup')
+    with InProcessServer(fcgi.WSGIServer, hello_app, multiplexed=multiplexed,
+                         readTimeout=1) as running:
         with wire.Client(running.address) as client:
             spent = trickle(client.sock, message, 0.05, 4.0)
     assert spent < 3.0, 'the server read a trickle for %.1f s' % spent
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert '127.0.0.1' in warnings[0]
+    assert flup_errors(caplog) == []
 
 
 @pytest.mark.parametrize('server_class,message', [
@@ -573,6 +575,13 @@ def test_prefork_sigusr1_storm(server_factory):
     assert 'Traceback' not in server.log_text()
 
 
+def busy_children(server):
+    """Return the pids of prefork children with an established connection."""
+    processes = tree_stats(server.pid)['processes']
+    return [pid for pid, stats in processes.items()
+            if pid != server.pid and stats['sockets']['ESTABLISHED'] > 0]
+
+
 def test_prefork_child_killed_mid_request(server_factory):
     server = server_factory('prefork', 'sleep',
                             kw={'minSpare': 1, 'maxSpare': 2,
@@ -584,10 +593,7 @@ def test_prefork_child_killed_mid_request(server_factory):
                     + wire.stdin(1, b''))
         # The busy child is the one whose sockets include the connection.
         time.sleep(0.5)
-        busy = [pid for pid, stats in
-                tree_stats(server.pid)['processes'].items()
-                if pid != server.pid
-                and stats['sockets']['ESTABLISHED'] > 0]
+        busy = busy_children(server)
         assert len(busy) == 1
         os.kill(busy[0], signal.SIGKILL)
         closed = client.closed_by_peer(timeout=5.0)
@@ -625,6 +631,22 @@ def test_prefork_parent_killed_mid_request(server_factory):
     assert len(children) >= 2
     assert wire.Response(1, records).status == 200
     assert wait_until(lambda: not children_alive(), 10.0), children_alive()
+
+
+def test_prefork_child_stopped_before_first_request(server_factory):
+    # A child asked to stop (by its parent with too many idle children, or
+    # by a signal) right after accept() still waits about 1 s for the first
+    # request on that connection, instead of closing it unanswered.
+    server = server_factory('prefork', 'hello',
+                            kw={'minSpare': 1, 'maxSpare': 2,
+                                'maxChildren': 4, 'readTimeout': 5})
+    with wire.Client(server.address) as client:
+        found = wait_until(lambda: busy_children(server), 5.0)
+        assert len(found) == 1
+        os.kill(found[0], signal.SIGTERM)
+        time.sleep(0.2)
+        response = client.request(get_params())
+    assert response.status == 200
 
 
 # SCGI: malformed netstrings and headers.
