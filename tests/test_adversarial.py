@@ -101,6 +101,83 @@ def test_get_values_flood_of_unknown_names(multiplexed):
     assert response.status == 200
 
 
+@pytest.mark.parametrize('record_type', [0, 3, 6, 10, 12, 255])
+def test_unknown_management_types_answered(record_type):
+    with InProcessServer(fcgi.WSGIServer, hello_app) as running:
+        with wire.Client(running.address) as client:
+            client.send(wire.record(record_type, 0, b'abc'))
+            records = client.recv_records(
+                until=lambda rec: rec.type == wire.UNKNOWN_TYPE, timeout=5.0)
+            response = client.request(get_params(), keep_conn=True)
+    assert wire.parse_unknown_type(records[-1].content) == record_type
+    assert response.status == 200
+
+
+GET_PAIR = wire.pairs(get_params())
+
+# (name, bytes, expected text in the warning)
+FASTCGI_VIOLATIONS = [
+    ('version 0', wire.record(wire.BEGIN_REQUEST, 1, b'\0\1' + b'\0' * 6,
+                              version=0), 'version 0'),
+    ('version 2', wire.record(wire.BEGIN_REQUEST, 1, b'\0\1' + b'\0' * 6,
+                              version=2), 'version 2'),
+    ('type 0 for a request', wire.record(0, 1, b'abc'), 'record type 0'),
+    ('type 12 for a request', wire.record(12, 1), 'record type 12'),
+    ('type 255 for a request', wire.record(255, 1, b'x'), 'record type 255'),
+    ('STDOUT from the web server', wire.record(wire.STDOUT, 1, b'x'),
+     'record type 6'),
+    ('duplicate BEGIN_REQUEST', wire.begin(1) + wire.begin(1),
+     'already open'),
+    ('short BEGIN_REQUEST', wire.record(wire.BEGIN_REQUEST, 1, b'\0\1'),
+     'body is 2 bytes'),
+    ('pair lengths of 2**31-1', wire.begin(1) + wire.record(
+        wire.PARAMS, 1, wire.encode_length(0x7fffffff, True) * 2 + b'ab')
+     + wire.record(wire.PARAMS, 1), 'name-value pair needs'),
+    ('STDIN before PARAMS end', wire.begin(1) + wire.stdin(1, b'x'),
+     'FCGI_STDIN received while the request expects FCGI_PARAMS'),
+    ('PARAMS after their end', wire.begin(1) + wire.params(1, get_params())
+     + wire.record(wire.PARAMS, 1, GET_PAIR), 'after the end'),
+    ('GET_VALUES with a cut pair', wire.record(wire.GET_VALUES, 0,
+                                               b'\x7f\x01ab'),
+     'name-value pair needs'),
+    ('HTTP request', b'GET / HTTP/1.1\r\nHost: localhost\r\n\r\n',
+     'version 71'),
+]
+
+
+@pytest.mark.parametrize('server_class,multiplexed', [
+    (fcgi.WSGIServer, False), (fcgi.WSGIServer, True),
+    (fcgi_single.WSGIServer, False),
+], ids=['threaded', 'threaded-multiplexed', 'single'])
+def test_protocol_violations_close(caplog, server_class, multiplexed):
+    called = []
+
+    def app(environ, start_response):
+        called.append(environ.get('PATH_INFO'))
+        return hello_app(environ, start_response)
+
+    caplog.set_level(logging.DEBUG, logger='flup')
+    results = []
+    with InProcessServer(server_class, app, multiplexed=multiplexed,
+                         readTimeout=5) as running:
+        for name, payload, expected in FASTCGI_VIOLATIONS:
+            caplog.clear()
+            with wire.Client(running.address) as client:
+                client.send(payload)
+                closed = client.closed_by_peer(timeout=5.0)
+            warnings = [record.getMessage() for record in caplog.records
+                        if record.levelno == logging.WARNING]
+            results.append((name, closed, warnings, expected))
+        assert_served(running.address)
+    for name, closed, warnings, expected in results:
+        assert closed, name
+        assert len(warnings) == 1, (name, warnings)
+        assert expected in warnings[0], (name, warnings[0])
+        assert '127.0.0.1' in warnings[0], name
+    assert called == ['/']
+    assert flup_errors(caplog) == []
+
+
 # FastCGI request input.
 
 @pytest.mark.parametrize('multiplexed', [False, True])
