@@ -1,10 +1,9 @@
 """Hostile and broken peers against the FastCGI, SCGI and AJP servers.
 
-Each test plays a misbehaving web server (resets at odd moments, malformed
-records, floods, peers that stop reading) and checks what every server must
-do whatever it receives: log one line, never log a traceback for the
-peer's fault, free its threads, sockets and children, and serve the next
-request.  Servers run in this process (``InProcessServer``) when a test
+Each test plays a misbehaving web server: resets at odd moments, malformed
+records, floods, peers that stop reading.  Whatever arrives, the server must
+log one line, never log a traceback for the peer's fault, free its threads,
+sockets and children, and serve the next request.  Servers run in this process (``InProcessServer``) when a test
 needs an inline application or ``caplog``, and through ``serve.py``
 otherwise.
 """
@@ -317,8 +316,9 @@ def test_rejected_role_without_keep_conn_closes():
 
 
 def trickle(sock, data, interval, max_seconds):
-    """Send ``data`` one byte per ``interval`` seconds; stop after
-    ``max_seconds`` or when the peer closes.  Return the seconds spent."""
+    """Send ``data`` one byte per ``interval`` seconds and return the
+    seconds spent.  Sending stops after ``max_seconds`` or when the peer
+    closes."""
     started = time.time()
     for index in range(len(data)):
         if time.time() - started > max_seconds:

@@ -46,8 +46,8 @@ class InputStream(LineReader):
             if data:
                 if self._limit is not None:
                     # Bytes past the limit can never be read, so they are
-                    # dropped rather than buffered: a multiplexed reader
-                    # would otherwise hold all a peer sends.
+                    # dropped, because a multiplexed reader would otherwise
+                    # buffer everything a peer sends.
                     room = self._limit - self._received
                     data = data[:max(room, 0)]
                 self._received += len(data)
