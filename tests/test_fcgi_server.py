@@ -115,7 +115,12 @@ def test_second_request_without_multiplexing_rejected():
     release = threading.Event()
 
     def slow_app(environ, start_response):
-        release.wait(5)
+        # Without multiplexing the connection reads the socket only when
+        # the application reads input or polls for a hang-up.
+        for _ in range(100):
+            if release.wait(0.05):
+                break
+            environ['flup.disconnected']()
         return hello_app(environ, start_response)
 
     with InProcessServer(fcgi.WSGIServer, slow_app) as running:
