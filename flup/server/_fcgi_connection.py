@@ -341,13 +341,13 @@ class Connection(object):
             if polling or timeout is None:
                 return True
             if self._head_started is not None:
-                log.warning('request head from %s not complete %.0f s after '
-                            'it began (readTimeout): closing the connection',
+                log.warning('no complete request head from %s within %.1f s '
+                            '(readTimeout): closing the connection',
                             self.peer, monotonic() - self._head_started)
             else:
-                log.warning('no data from %s for %.0f s in the middle of a '
-                            'request: closing the connection', self.peer,
-                            timeout)
+                log.warning('no data from %s for %.1f s in the middle of a '
+                            'request (readTimeout): closing the connection',
+                            self.peer, timeout)
             self._connection_lost('read timed out')
             return False
         if fileno not in ready:
