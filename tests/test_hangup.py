@@ -587,22 +587,33 @@ def nginx_storm(nginx, moment, size=NGINX_STORM_SIZE, concurrency=10):
     return errors
 
 
-def nginx_follow_ups(nginx, moment, count=FOLLOW_UP_REQUESTS):
+def nginx_follow_ups(nginx, moment, count=FOLLOW_UP_REQUESTS,
+                     timeout=STOP_TIMEOUT):
+    """GET a normal request ``count`` times; return the statuses, which end
+    at the first failure."""
     _, _, query = NGINX_APPS[moment]
     url = nginx.url + '/' + ('?' + query if query else '')
     statuses = []
     for _ in range(count):
         try:
-            statuses.append(webservers.http_get(url, timeout=STOP_TIMEOUT)[0])
+            statuses.append(webservers.http_get(url, timeout=timeout)[0])
         except (IOError, OSError) as error:
             statuses.append(repr(error))
+        if statuses[-1] != 200:
+            break
     return statuses
 
 
 def nginx_storm_problems(server, nginx, model, moment, baseline,
-                         stop_timeout=STOP_TIMEOUT):
+                         stop_timeout=STOP_TIMEOUT,
+                         request_timeout=STOP_TIMEOUT):
     problems = []
-    errors = nginx_storm(nginx, moment)
+    concurrency = 10
+    if moment == 'idle' and model != 'threaded':
+        # A kept-alive FastCGI connection occupies a whole prefork child or
+        # the single server, so nginx's connections must not outnumber them.
+        concurrency = 1
+    errors = nginx_storm(nginx, moment, concurrency=concurrency)
     if errors:
         problems.append('HTTP clients failed: %r' % errors[:3])
     if moment == 'idle':
@@ -617,13 +628,14 @@ def nginx_storm_problems(server, nginx, model, moment, baseline,
         problems.append('resources %r after the storm; allowed %r'
                         % (counts, limits))
     if moment != 'idle':
-        statuses = nginx_follow_ups(nginx, moment)
+        statuses = nginx_follow_ups(nginx, moment, timeout=request_timeout)
         if statuses != [200] * FOLLOW_UP_REQUESTS:
             problems.append('statuses after the storm: %r' % statuses)
     else:
         for _ in range(FOLLOW_UP_REQUESTS):
-            if answer_one(server, 'idle').status != 200:
+            if answer_one(server, 'idle', request_timeout).status != 200:
                 problems.append('a request after the storm failed')
+                break
     if not server.stop(timeout=stop_timeout):
         problems.append('still running %.0f s after SIGTERM' % stop_timeout)
     problems.extend(log_problems(server.log_text(), moment, None))
@@ -664,6 +676,7 @@ def test_upstream_fails_nginx_storm(server_factory, nginx_factory, backend_of,
     baseline = settle(server, model)
 
     problems = nginx_storm_problems(server, nginx, model, moment, baseline,
-                                    stop_timeout=3.0)
+                                    stop_timeout=3.0,
+                                    request_timeout=UPSTREAM_REQUEST_TIMEOUT)
 
     assert problems != [], 'upstream passed the storm: the check cannot fail'
