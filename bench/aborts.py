@@ -63,6 +63,18 @@ SERVERS = [
 # Seconds the server gets to exit after SIGTERM.
 SIGTERM_TIMEOUT = 10.0
 
+QUIET_SERVE = os.path.join(BENCH_DIR, 'quiet_serve.py')
+
+
+class BenchServer(ServerProcess):
+    """A ServerProcess started through quiet_serve.py, which logs at the
+    level of ``FLUP_BENCH_LOG_LEVEL`` instead of DEBUG."""
+
+    def command(self, bind_spec):
+        argv = ServerProcess.command(self, bind_spec)
+        argv[1] = QUIET_SERVE
+        return argv
+
 # Samples of the resource counts taken during the aborts.
 SAMPLES = 40
 
@@ -169,10 +181,12 @@ def later_requests(url, count):
 
 def bench_one(name, model, multiplexed, target, args, workdir):
     kw = {'maxChildren': args.prefork_children} if model == 'prefork' else {}
-    server = ServerProcess(model, 'sleep', multiplexed=multiplexed, kw=kw,
-                           target=target, python=args.server_python,
-                           workdir=os.path.join(workdir, name.replace(' ', '-')))
-    os.makedirs(server.workdir)
+    server = BenchServer(model, 'sleep', multiplexed=multiplexed, kw=kw,
+                         target=target, python=args.server_python,
+                         env={'FLUP_BENCH_LOG_LEVEL': args.log_level},
+                         workdir=os.path.join(workdir, name.replace(' ', '-')))
+    if not os.path.isdir(server.workdir):
+        os.makedirs(server.workdir)
     server.start()
     nginx = webservers.Nginx(fastcgi='%s:%d' % server.address,
                              workdir=os.path.join(server.workdir, 'nginx'))
@@ -280,6 +294,10 @@ def build_parser():
                              'the prefork default)')
     parser.add_argument('--servers', default=','.join(s[0] for s in SERVERS),
                         help='comma-separated server names to run (default all)')
+    parser.add_argument('--log-level', default='WARNING',
+                        choices=['DEBUG', 'INFO', 'WARNING', 'ERROR'],
+                        help='log level of the servers (default WARNING; the '
+                             'tests run them at DEBUG)')
     parser.add_argument('--server-python', default=sys.executable,
                         help='interpreter that runs the servers (default this one)')
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results'),
