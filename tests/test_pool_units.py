@@ -1,13 +1,17 @@
-"""Unit tests of the thread pool and of the FastCGI connection's end.
+"""Unit tests of the thread pool and of how a FastCGI connection ends.
 
 They run in the test process: a real ``flup.server.fcgi.WSGIServer`` is
 built but not started, and each connection is driven over a loopback TCP
 pair, so log lines name a real peer and ``fcgi_wire.Client.reset`` sends a
-real RST.  Covered: the pool's bounds and its overload response
-(FCGI_OVERLOADED, also when the system refuses a new thread), the
-grace-period join and the discard path when a connection ends, shutdown
-with a request stuck in the application, how each kind of peer loss ends a
-connection, and the read timeout.
+real RST.
+
+The tests cover the pool's bounds and idle trimming, and its overload
+response (FCGI_OVERLOADED, also when the system cannot start a thread).
+They cover the grace-period join and the discard path when a connection
+ends, shutdown with a request stuck in the application, and how each kind
+of peer loss ends a connection.  The rest covers the read timeout, a stop
+request that meets a fresh connection, and requests whose web server left
+before the application ran.
 """
 
 from __future__ import absolute_import
