@@ -314,6 +314,10 @@ class Connection(object):
             return read_timeout
         return None
 
+    def _state_awaiting_input(self):
+        with self._state_lock:
+            return self._state.awaiting_input
+
     def _wait_fds(self):
         fds = [self._sock.fileno()]
         if not self._stopping:
@@ -344,9 +348,13 @@ class Connection(object):
                 log.warning('no complete request head from %s within %.1f s '
                             '(readTimeout): closing the connection',
                             self.peer, monotonic() - self._head_started)
-            else:
+            elif self._requests or self._state_awaiting_input():
                 log.warning('no data from %s for %.1f s in the middle of a '
                             'request (readTimeout): closing the connection',
+                            self.peer, timeout)
+            else:
+                log.warning('no request from %s within %.1f s of connecting '
+                            '(readTimeout): closing the connection',
                             self.peer, timeout)
             self._connection_lost('read timed out')
             return False
