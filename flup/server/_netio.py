@@ -30,8 +30,9 @@ PEER_LOSS_ERRNOS = frozenset(
 
 # After the last response on a connection the server half-closes and reads
 # what the web server still sends, so that closing does not reset a peer
-# that is still writing (the "lingering close" of Apache httpd, which waits
-# up to 2 seconds).  These bound that drain.
+# that is still writing (a "lingering close").  These bound that drain.  The
+# values are a judgement call: enough for a web server to finish a request
+# it was sending, short enough not to hold a thread for long.
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 256 * 1024
 
@@ -228,7 +229,7 @@ def _bind_unix(path, umask, backlog):
 def parse_address_list(text):
     """Parse a comma-separated list of IP addresses into a frozenset.
 
-    The result holds normalised text forms, so ``::1`` and ``0:0::1`` match.
+    The result contains normalised text forms, so ``::1`` and ``0:0::1`` match.
     """
     addresses = set()
     for item in text.split(','):
