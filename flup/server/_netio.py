@@ -31,8 +31,8 @@ PEER_LOSS_ERRNOS = frozenset(
 # After the last response on a connection the server half-closes and reads
 # what the web server still sends, so that closing does not reset a peer
 # that is still writing (a "lingering close").  These bound that drain.  The
-# values are a judgement call: enough for a web server to finish a request
-# it was sending, short enough not to hold a thread for long.
+# values are a judgement call: long enough for a web server to finish
+# sending, short enough not to hold a thread for long.
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 256 * 1024
 

@@ -20,8 +20,8 @@ class ThreadedServer(AcceptLoop):
     Extra keywords (``minSpare``, ``maxSpare``, ``maxThreads``) configure the
     :class:`~flup.server.threadpool.ThreadPool`; any other keyword raises
     TypeError.  A connection that arrives while every thread is busy and
-    the pool is at ``maxThreads`` is closed at once, which tells the web
-    server this backend is full.
+    the pool is at ``maxThreads`` is closed at once, so the web server sees
+    at once that this backend is full.
     """
 
     # Connection jobs run in pool threads, which shutdown() wakes directly;

@@ -2,7 +2,7 @@
 
 The pool never runs more than ``maxThreads`` threads.  ``addJob`` with
 ``allowQueuing=False`` returns False at once when no thread is free and no
-new one may start, so a caller can answer "overloaded" instead of waiting.
+new one may start, so a caller can reply "overloaded" instead of waiting.
 """
 
 from __future__ import absolute_import
