@@ -171,6 +171,12 @@ class MultiplexedInputStream(InputStream):
     """An input stream fed by another thread: the connection's reader.
 
     Reads wait on a condition variable; an abort or a hang-up wakes them.
+
+    NOTE: the reader thread cannot stop reading for one request without
+    stalling the others on the connection, so a body up to CONTENT_LENGTH
+    is buffered in memory however slowly the application reads it.  Web
+    servers that multiplex are rare; behind nginx, multiplexing brings
+    nothing.
     """
 
     def _wait_for_data(self):
