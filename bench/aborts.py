@@ -48,7 +48,7 @@ from tests.support.servers import ServerProcess  # noqa: E402
 
 WRK = '/usr/bin/wrk'
 
-# (name, model, multiplexed, upstream?)
+# (name, serve.py model, multiplexed, whether it runs upstream flup)
 SERVERS = [
     ('ours threaded', 'threaded', False, False),
     ('ours threaded mpx', 'threaded', True, False),
@@ -118,7 +118,8 @@ def settled(server, max_seconds):
 
 
 def run_wrk(url, seconds, connections):
-    """Return requests per second that wrk measured, or None."""
+    """Run wrk on ``url``; return its requests per second (None if its
+    output has none) and its count of non-2xx responses."""
     output = subprocess.check_output(
         [WRK, '-t2', '-c%d' % connections, '-d%ds' % seconds, url],
         stderr=subprocess.STDOUT).decode('utf-8', 'replace')
