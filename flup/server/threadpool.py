@@ -131,13 +131,15 @@ class ThreadPool(object):
         lock = self._lock
         lock.acquire()
         idle = True
+        idle_since = monotonic()
         try:
             while True:
                 while not self._jobs and not self._stopping:
-                    if self._idle_count > self._max_spare:
-                        # A thread started for a job that an older thread
-                        # took never finishes a job of its own, so it ends
-                        # here rather than after one.
+                    # A surplus thread ends only after a whole interval
+                    # without work, so that steady load does not start and
+                    # end a thread for every job.
+                    if (self._idle_count > self._max_spare
+                            and monotonic() - idle_since >= _IDLE_CHECK_INTERVAL):
                         return
                     lock.wait(_IDLE_CHECK_INTERVAL)
                 if self._stopping:
@@ -153,8 +155,7 @@ class ThreadPool(object):
                     lock.acquire()
                 self._idle_count += 1
                 idle = True
-                if self._idle_count > self._max_spare and not self._jobs:
-                    break
+                idle_since = monotonic()
         finally:
             if idle:
                 self._idle_count -= 1
