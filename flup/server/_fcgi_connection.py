@@ -14,7 +14,6 @@ from __future__ import absolute_import
 
 import errno
 import logging
-import os
 import signal
 import socket
 import threading
@@ -32,7 +31,7 @@ from flup.server._fcgi_streams import (
     InputStream, MultiplexedInputStream, OutputStream)
 from flup.server._netio import (
     close_gracefully, close_quietly, describe_error, describe_peer,
-    is_peer_loss, peer_ip, set_cloexec, shutdown_quietly, wait_readable)
+    is_peer_loss, peer_ip, shutdown_quietly, wait_readable)
 from flup.server._wsgi import content_length, log_access
 
 log = logging.getLogger('flup.server.fcgi_base')
@@ -369,7 +368,13 @@ class Connection(object):
             self._connection_lost(describe_error(error))
             return False
         if not data:
-            self._connection_lost('the web server closed the connection')
+            with self._cond:
+                # _wake_reader shut the read side down to end a connection
+                # that has no request left; that is no hang-up.
+                ending = not self._requests and (
+                    self._close_after_request or self._stopping)
+            if not ending:
+                self._connection_lost('the web server closed the connection')
             return False
         try:
             with self._state_lock:
@@ -635,39 +640,6 @@ class MultiplexedConnection(Connection):
     multiplexed = True
     _inputStreamClass = MultiplexedInputStream
 
-    def __init__(self, sock, addr, server, timeout=None):
-        Connection.__init__(self, sock, addr, server, timeout)
-        self._wake_read = self._wake_write = None
-
-    def run(self):
-        # The wake-up pipe is made here and closed by _finish, so that a
-        # connection the server builds but never runs (no free thread)
-        # holds no descriptor.
-        self._wake_read, self._wake_write = os.pipe()
-        for fd in (self._wake_read, self._wake_write):
-            set_cloexec(fd)
-        Connection.run(self)
-
-    def _wait_fds(self):
-        fds = Connection._wait_fds(self)
-        fds.append(self._wake_read)
-        return fds
-
-    def _on_wakeup(self):
-        try:
-            os.read(self._wake_read, 512)
-        except OSError:
-            pass
-        Connection._on_wakeup(self)
-
-    def _wake_reader(self):
-        if self._wake_write is None:
-            return
-        try:
-            os.write(self._wake_write, b'\x00')
-        except OSError:
-            pass
-
     def _dispatch(self, request):
         pool = getattr(self.server, '_threadPool', None)
         job = _RequestJob(self, request)
@@ -678,19 +650,6 @@ class MultiplexedConnection(Connection):
                     '(maxThreads=%s)', request.requestId, self.peer,
                     getattr(pool, 'max_threads', '?'))
         self.end_request(request, 0, FCGI_OVERLOADED)
-
-    def _finish(self):
-        try:
-            Connection._finish(self)
-        finally:
-            for fd in (self._wake_read, self._wake_write):
-                if fd is None:
-                    continue
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self._wake_read = self._wake_write = None
 
 
 class _RequestJob(object):
