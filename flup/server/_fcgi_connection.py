@@ -550,7 +550,12 @@ class Connection(object):
             req.ended = True
         data = req.take_pending_output()
         data += encode_end_request(req.requestId, appStatus, protocolStatus)
-        self._send(data)
+        if not self._send(data) and not req.aborted:
+            # The connection was lost before the request could be aborted
+            # (abort() ignores an ended request), so the web server got
+            # neither the whole output nor FCGI_END_REQUEST.
+            req.abort_reason = 'the connection was lost before FCGI_END_REQUEST'
+            req.aborted = True
         self._served += 1
         if not remove:
             return
