@@ -319,10 +319,7 @@ def log_problems(log, moment, requests):
         lines = ABORTED_LINE.findall(log)
         if len(set(lines)) != len(lines):
             problems.append('a request logged "aborted" more than once')
-        # NOTE: one run on Python 3.6 logged 49 lines for 50 cut-off
-        # multiplexed streams, with all resources back; the missing line
-        # is not explained, so up to a tenth may be missing.
-        if not requests * 0.9 <= len(lines) <= requests:
+        if len(lines) != requests:
             problems.append('%d "aborted" log lines for %d cut-off requests'
                             % (len(lines), requests))
     return problems
