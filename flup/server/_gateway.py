@@ -12,21 +12,19 @@ gateway of :mod:`flup.server._wsgi`, and :class:`BodyInput` is the
 from __future__ import absolute_import
 
 import logging
-import os
 import signal
 import socket
-import stat
 import sys
 
 from flup._compat import current_thread_is_main, monotonic
 from flup.server import ClientDisconnected, NoDefault
 from flup.server._netio import (
     bind_listening_socket, close_quietly, describe_error, normalize_ip,
-    peer_ip)
+    peer_ip, remove_socket_file, socket_file_identity)
 from flup.server._stats import ServerStats
 from flup.server._wsgi import (
-    Response, build_environ, derive_path_info, error_page, log_access,
-    run_application)
+    LineReader, Response, build_environ, derive_path_info, error_page,
+    log_access, run_application)
 
 # Seconds a web server may stay silent while the server waits for a
 # request's header or body before the connection is closed.  60 s is
@@ -174,23 +172,14 @@ class GatewayServer(object):
                               describe_error(error))
             return None
         if not isinstance(self._bindAddress, tuple):
-            self._bound_path = (self._bindAddress,
-                                os.stat(self._bindAddress).st_ino)
+            self._bound_path = socket_file_identity(self._bindAddress)
         return sock
 
     def _cleanupSocket(self, sock):
         close_quietly(sock)
-        if self._bound_path is None:
-            return
-        path, inode = self._bound_path
-        self._bound_path = None
-        try:
-            info = os.stat(path)
-            # Remove the socket file only while it is still this server's.
-            if stat.S_ISSOCK(info.st_mode) and info.st_ino == inode:
-                os.unlink(path)
-        except OSError:
-            pass
+        if self._bound_path is not None:
+            remove_socket_file(self._bound_path)
+            self._bound_path = None
 
     def _serve(self, model_run, model):
         """Bind, run ``model_run(sock)`` and clean up; return its result.
@@ -332,7 +321,7 @@ class GatewayRequest(object):
         signal.signal(signal.SIGALRM, old if old is not None else signal.SIG_DFL)
 
 
-class BodyInput(object):
+class BodyInput(LineReader):
     """``wsgi.input`` for a request body fetched piece by piece.
 
     ``fetch(size)`` returns the next bytes of the body (at most ``size``),
@@ -413,26 +402,3 @@ class BodyInput(object):
         if limit is not None:
             end = min(end, limit)
         return self._pop(end)
-
-    def readlines(self, hint=None):
-        lines = []
-        total = 0
-        while True:
-            line = self.readline()
-            if not line:
-                return lines
-            lines.append(line)
-            total += len(line)
-            if hint and hint > 0 and total >= hint:
-                return lines
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
-
-    next = __next__  # Python 2.7

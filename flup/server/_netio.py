@@ -226,6 +226,25 @@ def _bind_unix(path, umask, backlog):
     return sock
 
 
+def socket_file_identity(path):
+    """Return what :func:`remove_socket_file` needs to recognise ``path``."""
+    return path, os.stat(path).st_ino
+
+
+def remove_socket_file(identity):
+    """Remove a Unix socket file this process bound, if it is still there.
+
+    A newer server may have replaced the file since; the inode tells.
+    """
+    path, inode = identity
+    try:
+        info = os.stat(path)
+        if stat.S_ISSOCK(info.st_mode) and info.st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def parse_address_list(text):
     """Parse a comma-separated list of IP addresses into a frozenset.
 

@@ -21,9 +21,7 @@ from __future__ import absolute_import
 
 import logging
 import os
-import stat
 import sys
-import traceback
 
 from flup._compat import PY2, monotonic
 from flup.server import ClientDisconnected
@@ -43,7 +41,7 @@ from flup.server._fcgi_streams import (
     StdoutWrapper, TeeOutputStream)
 from flup.server._netio import (
     bind_listening_socket, close_quietly, listening_socket_from_fd,
-    parse_address_list)
+    parse_address_list, remove_socket_file, socket_file_identity)
 from flup.server._stats import ServerStats
 from flup.server._wsgi import (
     LineReader, Response, build_environ, content_length, error_page,
@@ -227,24 +225,14 @@ class BaseFCGIServer(object):
             return listening_socket_from_fd(FCGI_LISTENSOCK_FILENO)
         sock = bind_listening_socket(self._bindAddress, self._umask)
         if not isinstance(self._bindAddress, tuple):
-            self._bound_path = (self._bindAddress,
-                                os.stat(self._bindAddress).st_ino)
+            self._bound_path = socket_file_identity(self._bindAddress)
         return sock
 
     def _cleanupSocket(self, sock):
         close_quietly(sock)
-        if self._bound_path is None:
-            return
-        path, inode = self._bound_path
-        self._bound_path = None
-        try:
-            info = os.stat(path)
-            # Remove the socket file only if it is still ours: a newer
-            # server may have replaced it.
-            if stat.S_ISSOCK(info.st_mode) and info.st_ino == inode:
-                os.unlink(path)
-        except OSError:
-            pass
+        if self._bound_path is not None:
+            remove_socket_file(self._bound_path)
+            self._bound_path = None
 
     def _serve(self, model_run, model, pool_text):
         """Run as CGI or serve on the listening socket with ``model_run``."""
@@ -419,15 +407,6 @@ class CGIRequest(Request):
 
     def is_disconnected(self):
         return False
-
-    def _handle_exception(self, error):
-        log.error('application error in CGI request', exc_info=True)
-        try:
-            self.stderr.write(traceback.format_exc().encode('utf-8', 'replace'))
-        except (TypeError, ValueError):
-            pass
-        if not self.stdout.dataWritten:
-            self.server.error(self)
 
     def _flush(self):
         self.stdout.flush()
