@@ -144,7 +144,7 @@ def test_ajp_large_streamed_response():
     assert response.body == b'y' * 300000
 
 
-# -- F20: application errors give 500 --------------------------------------------
+# -- Application errors give 500 ------------------------------------------------
 
 def test_ajp_app_error_gives_generic_500(caplog):
     caplog.set_level(logging.ERROR, logger='flup.server.ajp_base')

@@ -99,7 +99,7 @@ def test_scgi_access_line(caplog):
     assert lines[0].startswith('GET /logged 200 5 ')
 
 
-# -- F17: the body ends at CONTENT_LENGTH ----------------------------------------
+# -- The body ends at CONTENT_LENGTH --------------------------------------------
 
 def test_scgi_read_returns_at_content_length_while_peer_keeps_socket_open():
     with wire.RunningServer(scgi.WSGIServer, echo_app, readTimeout=30) as running:
@@ -134,7 +134,7 @@ def test_scgi_readline_iteration_and_sized_reads():
     assert lines == [b'ab', b'c\n', b'line2\n', b'end', b'']
 
 
-# -- F8: silent connections are dropped after readTimeout -------------------------
+# -- Silent connections are dropped after readTimeout ----------------------------
 
 def test_scgi_silent_connections_dropped_after_read_timeout(caplog):
     caplog.set_level(logging.WARNING, logger='flup.server.scgi_base')
