@@ -496,8 +496,7 @@ class Connection(object):
 
     def _dispatch(self, request):
         # The web server may have hung up while the connection waited in the
-        # listen backlog: look once, so that the application is not run for
-        # nobody.
+        # listen backlog, so check once before running the application.
         self._poll_peer()
         try:
             self._run_request(request)

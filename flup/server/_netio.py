@@ -234,7 +234,7 @@ def socket_file_identity(path):
 def remove_socket_file(identity):
     """Remove a Unix socket file this process bound, if it is still there.
 
-    A newer server may have replaced the file since; the inode tells.
+    A newer server may have replaced the file since; the inode shows whether it is still ours.
     """
     path, inode = identity
     try:

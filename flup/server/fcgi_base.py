@@ -1,6 +1,6 @@
 """FastCGI for WSGI applications: the parts every process model shares.
 
-:class:`BaseFCGIServer` holds the application and the configuration and
+:class:`BaseFCGIServer` contains the application and the configuration and
 runs a request through WSGI (:meth:`~BaseFCGIServer.handler`).  The front
 modules combine it with a process model: ``fcgi`` (threads), ``fcgi_fork``
 (processes) and ``fcgi_single`` (one connection at a time).
